@@ -1,0 +1,213 @@
+// The commands of the `stratus` CLI, each a small function over parsed flags.
+import { spawn } from 'node:child_process';
+import { closeSync, existsSync, openSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { defaultDataDir, loadConfig, parseListen, type StratusConfig } from '../core/config.js';
+import { readClientConfig } from './clientconfig.js';
+
+type Flags = Record<string, string | boolean | undefined>;
+type OptionSpec = Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }>;
+
+export interface Command {
+  summary: string;
+  options: OptionSpec;
+  run(flags: Flags, args: string[]): Promise<number | void>;
+}
+
+const dataDirOption: OptionSpec = { 'data-dir': { type: 'string' } };
+
+const dataDirOf = (f: Flags) => String(f['data-dir'] ?? process.env.STRATUS_DATA_DIR ?? defaultDataDir());
+const pidFile = (dir: string) => join(dir, 'stratus.pid');
+const stateFile = (dir: string) => join(dir, 'stratus.json');
+
+interface RuntimeState { pid: number; url: string; startedAt: string; database: string; dataDir: string }
+
+function readPid(dir: string): number | undefined {
+  try {
+    const pid = Number(readFileSync(pidFile(dir), 'utf8').trim());
+    return pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+async function waitHealthy(url: string, timeoutMs: number, alive: () => boolean): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (!alive()) return false;
+    try {
+      const r = await fetch(`${url}/healthz`);
+      if (r.ok) return true;
+    } catch { /* not listening yet */ }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return false;
+}
+
+function configFrom(flags: Flags): StratusConfig {
+  const overrides: Partial<StratusConfig> = {};
+  if (typeof flags.listen === 'string') {
+    const { host, port } = parseListen(flags.listen);
+    overrides.listenHost = host;
+    overrides.listenPort = port;
+  }
+  if (typeof flags.database === 'string') overrides.databaseUrl = flags.database;
+  return loadConfig(dataDirOf(flags), overrides);
+}
+
+const redact = (url: string) => url.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@');
+
+function printCredentials(dir: string, url: string): void {
+  const c = readClientConfig(dir);
+  console.log(`Stratus is up at ${url}`);
+  if (c) {
+    console.log(`  admin password: ${c.adminPassword}`);
+    console.log(`  demo password:  ${c.demoPassword}`);
+  }
+  console.log(`  clouds.yaml:    ${join(dir, 'clouds.yaml')} (clouds 'stratus' and 'stratus-demo')`);
+  console.log(`  try: OS_CLIENT_CONFIG_FILE=${join(dir, 'clouds.yaml')} openstack --os-cloud stratus catalog list`);
+}
+
+const up: Command = {
+  summary: 'start the all-in-one cloud (foreground, or --detach)',
+  options: { ...dataDirOption, listen: { type: 'string' }, database: { type: 'string' }, detach: { type: 'boolean' } },
+  async run(flags) {
+    const cfg = configFrom(flags);
+    const dir = cfg.dataDir;
+    const running = readPid(dir);
+    if (running && isAlive(running)) {
+      console.error(`stratus is already running (pid ${running}, data dir ${dir})`);
+      return 1;
+    }
+    const firstStart = !existsSync(join(dir, 'clouds.yaml'));
+    if (flags.detach) {
+      const { mkdirSync } = await import('node:fs');
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      const logPath = join(dir, 'stratus.log');
+      const out = openSync(logPath, 'a');
+      const args = process.argv.slice(2).filter((a) => a !== '--detach');
+      const bin = fileURLToPath(new URL('../../../bin/stratus', import.meta.url));
+      const child = spawn(process.execPath, [bin, ...args], { detached: true, stdio: ['ignore', out, out] });
+      closeSync(out);
+      let exited = false;
+      child.on('exit', () => { exited = true; });
+      child.unref();
+      const url = `http://${cfg.listenHost.includes(':') ? `[${cfg.listenHost}]` : cfg.listenHost}:${cfg.listenPort}`;
+      if (!(await waitHealthy(url, 120_000, () => !exited))) {
+        console.error(`stratus did not come up; see ${logPath}:`);
+        console.error(readFileSync(logPath, 'utf8').split('\n').slice(-20).join('\n'));
+        if (!exited && child.pid) process.kill(child.pid, 'SIGTERM');
+        return 1;
+      }
+      if (firstStart) printCredentials(dir, url);
+      else console.log(`Stratus is up at ${url} (pid ${child.pid}; log ${logPath})`);
+      return 0;
+    }
+
+    const { startCloud } = await import('../server.js');
+    const cloud = await startCloud(cfg);
+    writeFileSync(pidFile(dir), `${process.pid}\n`);
+    const state: RuntimeState = {
+      pid: process.pid, url: cloud.url, startedAt: new Date().toISOString(),
+      database: redact(cloud.db.url), dataDir: dir,
+    };
+    writeFileSync(stateFile(dir), JSON.stringify(state, null, 2));
+    if (firstStart && process.stdout.isTTY !== undefined) printCredentials(dir, cloud.url);
+    let stopping = false;
+    const stop = async (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      cloud.log.info({ signal }, 'stopping');
+      await cloud.stop();
+      try { unlinkSync(pidFile(dir)); } catch { /* already gone */ }
+      process.exit(0);
+    };
+    process.on('SIGTERM', () => void stop('SIGTERM'));
+    process.on('SIGINT', () => void stop('SIGINT'));
+  },
+};
+
+const down: Command = {
+  summary: 'stop the cloud (--purge also deletes its data and everything it made)',
+  options: { ...dataDirOption, purge: { type: 'boolean' } },
+  async run(flags) {
+    const dir = dataDirOf(flags);
+    const pid = readPid(dir);
+    if (pid && isAlive(pid)) {
+      process.kill(pid, 'SIGTERM');
+      const deadline = Date.now() + 30_000;
+      while (isAlive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      if (isAlive(pid)) process.kill(pid, 'SIGKILL');
+      console.log(`stopped stratus (pid ${pid})`);
+    } else {
+      console.log('stratus is not running');
+    }
+    try { unlinkSync(pidFile(dir)); } catch { /* not there */ }
+    if (flags.purge) {
+      rmSync(dir, { recursive: true, force: true });
+      console.log(`purged ${dir}`);
+    }
+  },
+};
+
+const status: Command = {
+  summary: 'what runs, where, and whether it is healthy',
+  options: { ...dataDirOption, json: { type: 'boolean' } },
+  async run(flags) {
+    const dir = dataDirOf(flags);
+    const pid = readPid(dir);
+    let state: RuntimeState | undefined;
+    try { state = JSON.parse(readFileSync(stateFile(dir), 'utf8')) as RuntimeState; } catch { /* never started */ }
+    const alive = !!pid && isAlive(pid);
+    let health: unknown = undefined;
+    if (alive && state) {
+      try {
+        const r = await fetch(`${state.url}/healthz`);
+        health = { http: r.status, ...(await r.json() as object) };
+      } catch (e) {
+        health = { error: (e as Error).message };
+      }
+    }
+    const report = { dataDir: dir, running: alive, pid: alive ? pid : undefined, url: state?.url, database: state?.database, startedAt: state?.startedAt, health };
+    if (flags.json) console.log(JSON.stringify(report, null, 2));
+    else {
+      console.log(`data dir:  ${dir}`);
+      console.log(`running:   ${alive ? `yes (pid ${pid})` : 'no'}`);
+      if (state) console.log(`url:       ${state.url}\ndatabase:  ${state.database}\nstarted:   ${state.startedAt}`);
+      if (alive) console.log(`health:    ${JSON.stringify(health)}`);
+    }
+    const healthy = alive && (health as { http?: number } | undefined)?.http === 200;
+    return alive ? (healthy ? 0 : 1) : 3;
+  },
+};
+
+const admin: Command = {
+  summary: 'operator tasks: rotate-keys',
+  options: { ...dataDirOption },
+  async run(flags, args) {
+    const dir = dataDirOf(flags);
+    switch (args[0]) {
+      case 'rotate-keys': {
+        const { rotateKeys } = await import('../identity/keys.js');
+        const r = await rotateKeys(dir);
+        console.log(`token keys rotated: primary is now key ${r.primary}; ${r.kept} keys kept`);
+        return 0;
+      }
+      default:
+        console.error('usage: stratus admin rotate-keys [--data-dir DIR]');
+        return 2;
+    }
+  },
+};
+
+export const commands: Record<string, Command> = { up, down, status, admin };
