@@ -16,9 +16,32 @@ export interface BootstrapResult {
   demoPassword?: string;
 }
 
+export interface LimitQuery {
+  projectId: string;
+  serviceType: string;    // 'image', 'compute', 'network', ...
+  resourceName: string;   // 'image_count_total', 'instances', ...
+  regionId?: string;
+}
+
+export interface ProjectInfo {
+  id: string;
+  name: string;
+  domainId: string;
+  enabled: boolean;
+  parentId: string | null;
+}
+
+/** What the server and other services may call on identity (in-process; an HTTP client later). */
 export interface IdentityModule extends ServiceModule, TokenValidator {
   /** Idempotent: creates the default domain, roles, admin/demo, region and catalog; refreshes endpoint URLs. */
   bootstrap(opts: BootstrapOptions): Promise<BootstrapResult>;
+  /** Unified limits: the project's limit, else the registered default; undefined when none is registered. */
+  getLimit(q: LimitQuery): Promise<number | undefined>;
+  /** Creates or updates the project's limit (os-quota-sets and Neutron quotas write through this). */
+  setProjectLimit(q: LimitQuery & { value: number }): Promise<void>;
+  /** Registers a default limit if none exists yet (services call this at start for their resources). */
+  ensureRegisteredLimit(q: Omit<LimitQuery, 'projectId'> & { defaultLimit: number; description?: string }): Promise<void>;
+  getProject(id: string): Promise<ProjectInfo | undefined>;
 }
 
 export function createIdentity(ctx: ServiceContext): IdentityModule {
@@ -37,5 +60,9 @@ export function createIdentity(ctx: ServiceContext): IdentityModule {
     async validateToken(): Promise<AuthContext> {
       throw unauthorized();
     },
+    async getLimit() { return undefined; },
+    async setProjectLimit() { throw new Error('not implemented yet'); },
+    async ensureRegisteredLimit() { /* placeholder */ },
+    async getProject() { return undefined; },
   };
 }
