@@ -9,6 +9,9 @@ import { createLogger, type Logger } from './core/log.js';
 import { PolicyEngine } from './core/policy.js';
 import type { ServiceContext, ServiceModule } from './core/service.js';
 import { createIdentity, type IdentityModule } from './identity/index.js';
+import { createNovaApi } from './compute/nova.js';
+import { useErrorStyle } from './core/http.js';
+import { novaError } from './core/errors.js';
 import { writeClientConfig, type BootstrapCredentials } from './cli/clientconfig.js';
 
 export interface Cloud {
@@ -41,6 +44,10 @@ export async function startCloud(cfg: StratusConfig, opts: StartOptions = {}): P
 
   const identity = createIdentity(ctx);
   const modules: ServiceModule[] = [identity];
+  // TEMPORARY until the host agent's compute module lands: the Nova API alone, no hosts.
+  const nova = createNovaApi(ctx, { identity, hosts: { listHosts: async () => [], getHost: async () => undefined, listInstances: async () => [] } });
+  modules.push({ name: 'compute', prefix: '/compute', migrations: nova.migrations, catalog: nova.catalog,
+    routes: async (scope) => { useErrorStyle(scope, novaError); await nova.routes(scope); }, start: () => nova.start() });
 
   const applied = await migrate(db, Object.fromEntries(modules.map((m) => [m.name, m.migrations])));
   if (applied.length) log.info({ migrations: applied }, 'database migrated');

@@ -38,8 +38,10 @@ export function registerHostRoutes(app: App, deps: RouteDeps, hosts: HostDirecto
   app.get('/os-services', async (req) => {
     allow(deps, req, 'os_compute_api:os-services:list');
     const q = req.query as Query;
-    const host = lastOf(q.host);
-    const binary = lastOf(q.binary);
+    // openstacksdk 0.101 sends unset filters as the string 'None'.
+    const given = (v: string | undefined) => (v === undefined || v === 'None' || v === '' ? undefined : v);
+    const host = given(lastOf(q.host));
+    const binary = given(lastOf(q.binary));
     let nodes = await hosts.list();
     if (host) nodes = nodes.filter((n) => n.name === host);
     if (binary && binary !== 'nova-compute') nodes = [];
