@@ -102,5 +102,83 @@ export function novaMigrations(engine: Engine): ServiceMigrations {
       }
     },
   };
-  return { '1000_nova_api': m1000 };
+  const m1010: Migration = {
+    async up(db) {
+      // A server as the API knows it; once scheduled, compute_instances (same id) holds its
+      // desired state on a host and what the agent observes there.
+      await db.schema.createTable('compute_servers')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('project_id', 'text', (c) => c.notNull())
+        .addColumn('user_id', 'text', (c) => c.notNull())
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('description', 'text')
+        .addColumn('hostname', 'text', (c) => c.notNull())
+        .addColumn('image_id', 'text')
+        .addColumn('flavor', 'text', (c) => c.notNull())            // JSON snapshot of the flavor
+        .addColumn('key_name', 'text')
+        .addColumn('key_data', 'text')
+        .addColumn('user_data', 'text')
+        .addColumn('metadata', 'text', (c) => c.notNull())          // JSON
+        .addColumn('config_drive', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('requested_az', 'text')
+        .addColumn('availability_zone', 'text')
+        .addColumn('host', 'text')
+        .addColumn('vm_state', 'text', (c) => c.notNull())          // building, active, error, deleted
+        .addColumn('task_state', 'text')
+        .addColumn('task', 'text')                                  // JSON: the multi-step operation in progress
+        .addColumn('fault', 'text')                                 // JSON {code, message, details, created}
+        .addColumn('request', 'text', (c) => c.notNull())           // JSON: scheduling request (hints, group, tried hosts)
+        .addColumn('reservation_id', 'text', (c) => c.notNull())
+        .addColumn('launch_index', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('locked', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('locked_reason', 'text')
+        .addColumn('locked_by', 'text')
+        .addColumn('access_ipv4', 'text')
+        .addColumn('access_ipv6', 'text')
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('updated_at', 'text', (c) => c.notNull())
+        .addColumn('launched_at', 'text')
+        .addColumn('terminated_at', 'text')
+        .addColumn('deleted', 'integer', (c) => c.notNull().defaultTo(0))
+        .execute();
+      await db.schema.createIndex('compute_servers_project').on('compute_servers').columns(['project_id', 'deleted']).execute();
+      await db.schema.createIndex('compute_servers_state').on('compute_servers').columns(['vm_state', 'deleted']).execute();
+      await db.schema.createIndex('compute_servers_updated').on('compute_servers').column('updated_at').execute();
+      await db.schema.createTable('compute_server_tags')
+        .addColumn('server_id', 'text', (c) => c.notNull().references('compute_servers.id').onDelete('cascade'))
+        .addColumn('tag', 'text', (c) => c.notNull())
+        .addPrimaryKeyConstraint('compute_server_tags_pk', ['server_id', 'tag'])
+        .execute();
+      await db.schema.createTable('compute_instance_actions')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('server_id', 'text', (c) => c.notNull())
+        .addColumn('action', 'text', (c) => c.notNull())
+        .addColumn('request_id', 'text', (c) => c.notNull())
+        .addColumn('project_id', 'text', (c) => c.notNull())
+        .addColumn('user_id', 'text', (c) => c.notNull())
+        .addColumn('message', 'text')
+        .addColumn('start_time', 'text', (c) => c.notNull())
+        .addColumn('finish_time', 'text')
+        .addColumn('updated_at', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('compute_instance_actions_server').on('compute_instance_actions').columns(['server_id', 'start_time']).execute();
+      await db.schema.createTable('compute_instance_action_events')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('action_id', 'text', (c) => c.notNull().references('compute_instance_actions.id').onDelete('cascade'))
+        .addColumn('event', 'text', (c) => c.notNull())
+        .addColumn('host', 'text')
+        .addColumn('result', 'text')
+        .addColumn('details', 'text')
+        .addColumn('start_time', 'text', (c) => c.notNull())
+        .addColumn('finish_time', 'text')
+        .execute();
+      await db.schema.createIndex('compute_instance_action_events_action').on('compute_instance_action_events').column('action_id').execute();
+    },
+    async down(db) {
+      for (const t of ['compute_instance_action_events', 'compute_instance_actions', 'compute_server_tags', 'compute_servers']) {
+        await db.schema.dropTable(t).ifExists().execute();
+      }
+    },
+  };
+  return { '1000_nova_api': m1000, '1010_servers': m1010 };
 }
