@@ -15,8 +15,9 @@ export interface HostNetworkState {
   hostId: string;
   /**
    * This host's VXLAN tunnel endpoint (underlay) IPv4 address. On an all-in-one or test
-   * machine it is a loopback address (127.0.0.1, 127.0.0.2, ... one per agent); it must never
-   * be the machine's uplink address. null: this host carries no VXLAN networks.
+   * machine it lives on the Stratus underlay namespace's bridge (e.g. 172.16.255.1, .2, ... one
+   * per agent: see docs/dataplane.md); it must never be the machine's uplink address.
+   * null: this host sends no VXLAN traffic (a single host needs none).
    */
   underlayIp: string | null;
   /** The other hosts that carry VXLAN networks this host also carries (Neutron's l2pop flood list). */
