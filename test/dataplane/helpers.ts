@@ -121,7 +121,7 @@ export function rule(direction: 'ingress' | 'egress', over: Partial<SecurityGrou
     remoteGroupId: null, ...over };
 }
 export function emptyState(): HostNetworkState {
-  return { hostId: 'test', underlayIp: null, vxlanPeers: [], networks: [], subnets: [], ports: [], securityGroups: [], routers: [], floatingIps: [] };
+  return { hostId: 'test', underlayIp: null, vxlanPeers: [], networks: [], subnets: [], ports: [], dhcpReservations: [], securityGroups: [], routers: [], floatingIps: [] };
 }
 
 /** Everything observable that the data plane may leave behind, for before/after comparisons. */

@@ -27,7 +27,11 @@ export function dhcpPlans(state: HostNetworkState): DhcpPlan[] {
     if (!subnets.length) continue;
     const ids = new Set(subnets.map((s) => s.id));
     const hosts: string[] = [];
-    for (const p of state.ports.filter((p) => p.networkId === network.id && p.id !== port.id).sort((a, b) => a.id.localeCompare(b.id))) {
+    const all = new Map<string, { id: string; macAddress: string; fixedIps: { subnetId: string; ipAddress: string }[] }>();
+    for (const r of state.dhcpReservations ?? []) if (r.networkId === network.id) all.set(r.portId, { id: r.portId, ...r });
+    for (const p of state.ports) if (p.networkId === network.id) all.set(p.id, p);
+    all.delete(port.id);
+    for (const p of [...all.values()].sort((a, b) => a.id.localeCompare(b.id))) {
       for (const f of p.fixedIps) {
         if (!ids.has(f.subnetId)) continue;
         hosts.push(`${p.macAddress.toLowerCase()},host-${f.ipAddress.replace(/\./g, '-')},${f.ipAddress},set:port-${p.id}`);

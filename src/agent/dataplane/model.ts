@@ -34,12 +34,26 @@ export interface HostNetworkState {
    * device; see `floatingIps`.
    */
   ports: PortSpec[];
+  /**
+   * For each network whose DHCP port is on this host: every port of that network on ANY host
+   * (dnsmasq here must answer guests elsewhere too, over VXLAN). Ports listed in `ports` may be
+   * repeated here or left out: the DHCP server uses both lists.
+   */
+  dhcpReservations: DhcpReservation[];
   /** Every security group used by a port above, with its rules. */
   securityGroups: SecurityGroupSpec[];
   /** Routers hosted on this host (their namespace, NAT and metadata proxy live here). */
   routers: RouterSpec[];
   /** Floating IPs associated with a port and NATed by a router hosted here. */
   floatingIps: FloatingIpSpec[];
+}
+
+/** A MAC → fixed IPs pin for a network's DHCP server. */
+export interface DhcpReservation {
+  portId: string;
+  networkId: string;
+  macAddress: string;
+  fixedIps: FixedIp[];
 }
 
 /** Another host's tunnel endpoint. */
@@ -226,7 +240,7 @@ export function tapNameFor(portId: string): string {
 
 /** An empty desired state: converging to it removes everything the data plane made on the host. */
 export function emptyHostNetworkState(hostId: string): HostNetworkState {
-  return { hostId, underlayIp: null, vxlanPeers: [], networks: [], subnets: [], ports: [],
+  return { hostId, underlayIp: null, vxlanPeers: [], networks: [], subnets: [], ports: [], dhcpReservations: [],
     securityGroups: [], routers: [], floatingIps: [] };
 }
 

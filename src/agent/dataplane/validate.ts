@@ -48,7 +48,9 @@ export function validateState(state: HostNetworkState, errors: string[]): HostNe
   const routers = state.routers.filter((r) => ID.test(r.id) || bad(`router ${r.id}: bad id`));
   const floatingIps = state.floatingIps.filter((f) =>
     (ipOk(f.floatingIpAddress) && ipOk(f.fixedIpAddress)) || bad(`floating IP ${f.id}: bad address`));
+  const dhcpReservations = (state.dhcpReservations ?? []).filter((r) =>
+    (MAC.test(r.macAddress) && r.fixedIps.every((f) => ipOk(f.ipAddress))) || bad(`DHCP reservation ${r.portId}: bad MAC or IP`));
   const vxlanPeers = state.vxlanPeers.filter((p) => isIP(p.underlayIp) === 4 || bad(`peer ${p.hostId}: bad underlay IP`));
   const underlayIp = state.underlayIp === null || isIP(state.underlayIp) === 4 ? state.underlayIp : (bad('bad underlay IP'), null);
-  return { ...state, underlayIp, vxlanPeers, networks, subnets, ports, securityGroups, routers, floatingIps };
+  return { ...state, underlayIp, vxlanPeers, dhcpReservations, networks, subnets, ports, securityGroups, routers, floatingIps };
 }
