@@ -40,6 +40,22 @@ export async function tcpConnect(ns: string, ip: string, port: number): Promise<
   return r.code === 0 ? r.stdout : null;
 }
 
+/** Retries an async check (servers and proxies take a moment to listen, more so under load). */
+export async function eventually<T>(fn: () => Promise<T | null>, tries = 15, delayMs = 200): Promise<T | null> {
+  for (let i = 0; i < tries; i++) {
+    const v = await fn();
+    if (v !== null) return v;
+    await new Promise((r) => setTimeout(r, delayMs));
+  }
+  return null;
+}
+
+/** Root-namespace links named after these taps (there must be none once converged away). */
+export async function rootTaps(taps: string[]): Promise<string[]> {
+  const names = (JSON.parse(await must('ip', ['-j', 'link', 'show'])) as { ifname: string }[]).map((l) => l.ifname);
+  return names.filter((n) => taps.includes(n));
+}
+
 export class Fixture {
   readonly prefix: string;
   readonly dir: string;
