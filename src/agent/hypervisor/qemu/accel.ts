@@ -49,7 +49,7 @@ export async function chooseAccelerator(o: ProbeOptions): Promise<ProbeResult> {
   } catch { /* no cache */ }
   o.log.info({ image: o.probeImage }, 'probing KVM with a test guest');
   const started = Date.now();
-  const booted = await bootsUnderKvm(binary, o.probeImage, o.timeoutMs ?? 30_000);
+  const booted = await bootsUnderKvm(binary, o.probeImage, o.timeoutMs ?? 15_000);
   const result: ProbeResult = booted.ok
     ? { accel: 'KVM', reason: `a test guest booted under KVM in ${Date.now() - started} ms` }
     : { accel: 'TCG', reason: `KVM probe failed: ${booted.why}` };

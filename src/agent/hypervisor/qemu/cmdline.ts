@@ -66,6 +66,8 @@ export function qemuArgs(spec: InstanceSpec, p: GuestPaths, o: CmdlineOptions): 
     '-serial', 'chardev:console0',
     '-qmp', `unix:${q(p.qmp)},server=on,wait=off`,
     '-drive', `file=${q(p.disk)},format=qcow2,if=virtio,cache=writeback,discard=unmap`,
+    // Entropy for the guest (dropbear must not wait for it).
+    '-device', 'virtio-rng-pci',
   ];
   if (o.hasConfigDrive) {
     args.push('-drive', `file=${q(p.configDrive)},format=raw,if=virtio,readonly=on`);
