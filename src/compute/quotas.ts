@@ -59,7 +59,7 @@ export class QuotaService {
   async limits(projectId: string): Promise<Record<string, number>> {
     const out: Record<string, number> = {};
     for (const r of QUOTA_RESOURCES) {
-      const v = await this.identity.getLimit({ projectId, serviceType: 'compute', resourceName: r.limit, regionId: this.regionId });
+      const v = await this.identity.getLimit({ projectId, serviceType: 'compute', resourceName: r.limit });
       out[r.api] = v ?? -1;
     }
     return out;
@@ -71,7 +71,7 @@ export class QuotaService {
 
   async limit(projectId: string, api: string): Promise<number> {
     const r = BY_API.get(api)!;
-    return (await this.identity.getLimit({ projectId, serviceType: 'compute', resourceName: r.limit, regionId: this.regionId })) ?? -1;
+    return (await this.identity.getLimit({ projectId, serviceType: 'compute', resourceName: r.limit })) ?? -1;
   }
 
   async usage(projectId: string, db: Kysely<any> = this.db, scope: UsageScope = {}): Promise<Usage> {
@@ -97,7 +97,7 @@ export class QuotaService {
     }
     for (const [k, v] of Object.entries(values)) {
       await this.identity.setProjectLimit({
-        projectId, serviceType: 'compute', resourceName: BY_API.get(k)!.limit, value: v, regionId: this.regionId,
+        projectId, serviceType: 'compute', resourceName: BY_API.get(k)!.limit, value: v,
       });
     }
   }
@@ -106,7 +106,7 @@ export class QuotaService {
   async reset(projectId: string): Promise<void> {
     const d = await this.defaults();
     for (const r of QUOTA_RESOURCES) {
-      await this.identity.setProjectLimit({ projectId, serviceType: 'compute', resourceName: r.limit, value: d[r.api]!, regionId: this.regionId });
+      await this.identity.setProjectLimit({ projectId, serviceType: 'compute', resourceName: r.limit, value: d[r.api]! });
     }
   }
 

@@ -111,7 +111,7 @@ export function registerHostRoutes(app: App, deps: RouteDeps, hosts: HostDirecto
         cpu_info: JSON.stringify({ model: n.cpuModel, accelerator: n.accelerator }),
       });
     } else {
-      base.uptime = null;
+      base.uptime = uptimeText(n.registeredAt);
     }
     return base;
   };
@@ -159,6 +159,14 @@ export function registerHostRoutes(app: App, deps: RouteDeps, hosts: HostDirecto
     const ws = atLeast(req, 53) && boolParam('with_servers', lastOf((req.query as Query).with_servers));
     return { hypervisor: { ...(await detail(req, n)), ...(ws ? { servers: await withServers(n) } : {}) } };
   });
+  // Before 2.88: uptime of the hypervisor; Stratus reports how long the host's agent has been registered.
+  app.get('/os-hypervisors/:id/uptime', { schema: { params: IdParams } }, async (req) => {
+    allow(deps, req, 'os_compute_api:os-hypervisors:uptime');
+    if (atLeast(req, 88)) throw notFound('The hypervisor uptime API was removed in microversion 2.88; uptime is in the hypervisor itself.');
+    const n = await hosts.find(req.params.id);
+    if (!n || (atLeast(req, 53) ? n.uuid : String(n.seq)) !== req.params.id) throw notFound(`Hypervisor with ID ${req.params.id} could not be found.`);
+    return { hypervisor: { ...brief(req, n), uptime: uptimeText(n.registeredAt) } };
+  });
   // Before 2.53: search by host name pattern, and the servers on matching hosts.
   const byPattern = async (req: FastifyRequest, pattern: string, servers: boolean) => {
     if (atLeast(req, 53)) throw notFound('Use GET /os-hypervisors?hypervisor_hostname_pattern=... at microversion 2.53 or later.');
@@ -174,6 +182,16 @@ export function registerHostRoutes(app: App, deps: RouteDeps, hosts: HostDirecto
     allow(deps, req, 'os_compute_api:os-hypervisors:servers');
     return byPattern(req, req.params.id, true);
   });
+}
+
+/** `uptime`-style text: " 14:02:11 up 3 days,  2:05". */
+function uptimeText(since: string): string {
+  const secs = Math.max(0, Math.floor((Date.now() - Date.parse(since)) / 1000));
+  const days = Math.floor(secs / 86400);
+  const h = Math.floor((secs % 86400) / 3600);
+  const m = Math.floor((secs % 3600) / 60);
+  const now = new Date().toISOString().slice(11, 19);
+  return ` ${now} up ${days} day${days === 1 ? '' : 's'}, ${String(h).padStart(2, ' ')}:${String(m).padStart(2, '0')}`;
 }
 
 /** Nova reports versions as integers: QEMU 7.2.0 → 7002000. */
