@@ -61,6 +61,25 @@ test('converge plugs the guests, serves DHCP with exactly the fixed IP, and is a
   assert.match(addrs, /10\.10\.0\.2\/24/);
 });
 
+test('a port added later gets its lease from the running dnsmasq (reloaded, not restarted)', async () => {
+  const pidFile = join(dp.stateDir, `dhcp-${netA.id}`, 'pid');
+  const pid = readFileSync(pidFile, 'utf8');
+  const pd = port(netA, subA, '10.10.0.14', { securityGroupIds: [sg.id] });
+  const d = await fx.guest('d', pd, 1450, null);
+  const r = await dp.converge(state({}, [pa, pb, pc, dhcpA, pd]));
+  assert.deepEqual(r.errors, []);
+  assert.equal(r.ports[pd.id], 'ACTIVE');
+  assert.equal(readFileSync(pidFile, 'utf8'), pid, 'same dnsmasq');
+  const lease = await fx.dhcp(d);
+  assert.equal(lease?.ip, '10.10.0.14', readFileSync(join(dp.stateDir, `dhcp-${netA.id}`, 'log'), 'utf8').split('\n').filter((l) => /read|DISCOVER|no address|ignor/.test(l)).join('\n'));
+  // A MAC with no reservation gets nothing: there is no dynamic range.
+  await must('ip', ['-n', d, 'link', 'set', 'eth0', 'address', 'fa:16:3e:77:77:77']);
+  const pd2 = { ...pd, macAddress: 'fa:16:3e:77:77:77' };
+  await dp.converge(state({ dhcpReservations: [] }, [pa, pb, pc, dhcpA, { ...pd2, fixedIps: [] }]));
+  assert.equal(await fx.dhcp(d), null, 'no lease for a port without a fixed IP');
+  await dp.converge(state());
+});
+
 test('guests on one network reach each other; a guest on another network (same addresses) cannot', async () => {
   assert.ok(await pingEventually(a, '10.10.0.12'), 'a pings b');
   assert.ok(await ping(b, '10.10.0.11'), 'b pings a');
