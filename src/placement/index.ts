@@ -41,7 +41,7 @@ export function createPlacement(ctx: ServiceContext, deps: { identity: TokenVali
   const svc = new PlacementService(ctx.db);
   const alloc = new AllocationService(svc, log);
   const d: Deps = {
-    svc, alloc,
+    svc, alloc, baseUrl: ctx.baseUrl,
     enforce: (req, rule, target = {}) => ctx.policy.enforce(rule, authOf(req), target),
   };
 

@@ -25,7 +25,7 @@ export async function catalogRoutes(app: App, d: Deps): Promise<void> {
     d.enforce(req, 'placement:resource_classes:create');
     const b = validate<{ name: string }>(RC_BODY, req.body);
     await d.svc.createResourceClass(b.name, false);
-    reply.code(201).header('Location', `/placement/resource_classes/${b.name}`).send();
+    reply.code(201).header('Location', `${d.baseUrl()}/placement/resource_classes/${b.name}`).send();
   });
 
   app.get('/resource_classes/:name', async (req) => {
@@ -41,7 +41,7 @@ export async function catalogRoutes(app: App, d: Deps): Promise<void> {
     if (mv(req) >= 7) {
       // From 1.7: idempotent create, no body.
       const created = await d.svc.createResourceClass(nameOf(req), true);
-      reply.header('Location', `/placement/resource_classes/${nameOf(req)}`).code(created ? 201 : 204).send();
+      reply.header('Location', `${d.baseUrl()}/placement/resource_classes/${nameOf(req)}`).code(created ? 201 : 204).send();
       return;
     }
     const b = validate<{ name: string }>(RC_BODY, req.body);
@@ -89,7 +89,7 @@ export async function catalogRoutes(app: App, d: Deps): Promise<void> {
     since(req, 6);
     d.enforce(req, 'placement:traits:update');
     const created = await d.svc.ensureTrait(nameOf(req));
-    reply.header('Location', `/placement/traits/${nameOf(req)}`).code(created ? 201 : 204).send();
+    reply.header('Location', `${d.baseUrl()}/placement/traits/${nameOf(req)}`).code(created ? 201 : 204).send();
   });
 
   app.delete('/traits/:name', async (req, reply) => {

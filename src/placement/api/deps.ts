@@ -7,5 +7,7 @@ export interface Deps {
   svc: PlacementService;
   alloc: AllocationService;
   /** 403 unless the caller may perform `rule` (Placement's policy names). */
+  /** Public base URL (Location headers are absolute, as webob makes Placement's). */
+  baseUrl(): string;
   enforce(req: FastifyRequest, rule: string, target?: Record<string, unknown>): void;
 }

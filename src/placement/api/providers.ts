@@ -78,7 +78,7 @@ export async function providerRoutes(app: App, d: Deps): Promise<void> {
       name: b.name, uuid: b.uuid ? normUuid(b.uuid) : undefined,
       parentUuid: b.parent_provider_uuid ? normUuid(b.parent_provider_uuid) : null,
     });
-    reply.header('Location', `/placement/resource_providers/${p.uuid}`);
+    reply.header('Location', `${d.baseUrl()}/placement/resource_providers/${p.uuid}`);
     if (minor >= 20) return providerView(req, p);
     reply.code(201).send();
   });
@@ -133,7 +133,7 @@ export async function providerRoutes(app: App, d: Deps): Promise<void> {
     const cur = await d.svc.inventories(rpUuid(req));
     if (cur.inventories[rc]) throw pConflict(`Update conflict: Inventory for '${rc}' already exists on resource provider '${rpUuid(req)}'.`);
     const r = await d.svc.setInventory(rpUuid(req), gen, rc, inv, mv(req) >= 26);
-    reply.code(201).header('Location', `/placement/resource_providers/${rpUuid(req)}/inventories/${rc}`);
+    reply.code(201).header('Location', `${d.baseUrl()}/placement/resource_providers/${rpUuid(req)}/inventories/${rc}`);
     return { ...r.inventory, resource_provider_generation: r.generation };
   });
 
