@@ -77,8 +77,9 @@ export async function allocationRoutes(app: App, d: Deps): Promise<void> {
   app.put('/allocations/:consumer', async (req, reply) => {
     d.enforce(req, 'placement:allocations:update');
     const minor = mv(req);
+    const consumer = consumerOf(req);
     const b = validate<AllocBody>(allocationBody(minor), req.body);
-    await d.alloc.replace([toEntry(consumerOf(req), b, minor)]);
+    await d.alloc.replace([toEntry(consumer, b, minor)]);
     reply.code(204).send();
   });
 
