@@ -68,6 +68,10 @@ test('guests on one network reach each other; a guest on another network (same a
   assert.equal(await ping(c, '10.10.0.11', 2), false, 'c (network B) does not reach a (network A)');
   const neigh = await must('ip', ['-n', a, 'neigh', 'show', '10.10.0.12']);
   assert.match(neigh, new RegExp(pb.macAddress), 'a resolved .12 to b, not c');
+  // Bridged traffic goes through conntrack in a zone per network (overlapping tenants never share entries).
+  const raw = await must('ip', ['netns', 'exec', dp.names.bridgeNs, 'iptables-save', '-c', '-t', 'raw']);
+  const line = raw.split('\n').find((l) => l.includes(`-i brq${netA.id.slice(0, 11)}`));
+  assert.ok(line && !line.startsWith('[0:0]'), `zone rule of network A counts packets: ${line}`);
 });
 
 test('security groups: removing the SSH rule cuts SSH; removing and re-adding ICMP toggles ping', async () => {
@@ -106,6 +110,19 @@ test('anti-spoofing: a guest cannot send from another IP or MAC, unless an allow
   assert.equal(await ping(b, '10.10.0.11', 2), false, 'spoofed MAC dropped');
   await must('ip', ['-n', b, 'link', 'set', 'eth0', 'address', pb.macAddress]);
   assert.ok(await pingEventually(b, '10.10.0.11', 5), 'own MAC works again');
+});
+
+test('malformed input is refused item by item, the rest still applies', async () => {
+  const bad = { ...pb, macAddress: 'fa:16:3e:zz:00:01' };
+  const badNet = { ...network(), id: '../../etc' };
+  const r = await dp.converge(state({ networks: [netA, netB, badNet] }, [pa, bad, pc, dhcpA]));
+  assert.equal(r.errors.length, 2, r.errors.join('; '));
+  assert.match(r.errors.join(' '), /bad MAC/);
+  assert.match(r.errors.join(' '), /bad id/);
+  assert.equal(r.ports[pa.id], 'ACTIVE');
+  assert.equal(r.ports[pb.id], 'DOWN');
+  assert.ok((await hostSnapshot()).netns.every((n) => !n.includes('etc')));
+  await dp.converge(state());
 });
 
 test('a port removed from the state is unplugged; an empty state removes everything, root untouched', async () => {
