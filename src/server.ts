@@ -45,7 +45,7 @@ export async function startCloud(cfg: StratusConfig, opts: StartOptions = {}): P
 
   const identity = createIdentity(ctx);
   const placement = createPlacement(ctx, { identity });
-  const compute = createCompute(ctx, { identity });
+  const compute = createCompute(ctx, { identity, placement: placement.client });
   const modules: ServiceModule[] = [identity, placement, compute];
 
   const applied = await migrate(db, Object.fromEntries(modules.map((m) => [m.name, m.migrations])));
