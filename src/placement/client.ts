@@ -48,7 +48,10 @@ export interface CandidateRequest {
   groupPolicy?: 'none' | 'isolate';
   /** Most candidates wanted (default: all). */
   limit?: number;
-  /** Summaries of every inventory class (default) or none (fastest). */
+  /**
+   * Provider summaries of the providers in candidates: 'requested' classes only (default, no
+   * extra query), 'all' classes, or 'none'.
+   */
   summaries?: 'all' | 'requested' | 'none';
 }
 
@@ -118,7 +121,8 @@ export function createPlacementClient(svc: PlacementService, alloc: AllocationSe
         suffix: g.suffix, resources: g.resources, required: (g.required ?? []).map((t) => [t]), forbidden: g.forbidden ?? [],
         memberOf: g.memberOf ?? [], forbiddenAggregates: [],
       }))];
-      return findCandidates(svc.store, { groups, groupPolicy: req.groupPolicy, limit: req.limit, summaries: req.summaries ?? 'all', summaryTraits: true });
+      return findCandidates(svc.store, { groups, groupPolicy: req.groupPolicy, limit: req.limit,
+        summaries: req.summaries ?? 'requested', summaryTraits: true, summaryTrees: false });
     },
     claim: (consumer, allocations, owner) => conflictToFalse(() => alloc.replace([{
       consumerUuid: consumer, allocations, projectId: owner.projectId, userId: owner.userId, consumerType: owner.consumerType,

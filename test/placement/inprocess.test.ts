@@ -46,7 +46,7 @@ test('candidates: capacity math, traits, aggregates, min/max/step', async () => 
   assert.deepEqual(only(await pl.getCandidates({ resources: { VCPU: 1 }, memberOf: [[agg]] })), [h1.uuid]);
   assert.deepEqual(only(await pl.getCandidates({ resources: { VCPU: 1 }, forbiddenAggregates: [agg] })), [h2.uuid]);
 
-  const r = await pl.getCandidates({ resources: { VCPU: 1 }, inTree: h1.uuid });
+  const r = await pl.getCandidates({ resources: { VCPU: 1 }, inTree: h1.uuid, summaries: 'all' });
   assert.equal(r.candidates.length, 1);
   assert.deepEqual(r.candidates[0]!.allocations, { [h1.uuid]: { VCPU: 1 } });
   assert.deepEqual(r.summaries[h1.uuid]!.resources.VCPU, { capacity: 6, used: 0 });
