@@ -5,7 +5,7 @@ import { ApiError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import type { AllocationMap, AllocationService, ConsumerAllocations, ConsumerView } from './allocations.js';
 import { findCandidates, type CandidateResult } from './candidates.js';
-import { GenerationConflict } from './codes.js';
+import { CODE, GenerationConflict } from './codes.js';
 import { CUSTOM_NAME, fieldsOf, inventoryDefaults, type InventoryInput, type PlacementService } from './service.js';
 
 export type { AllocationMap, CandidateResult, ConsumerAllocations, ConsumerView, InventoryInput };
@@ -101,7 +101,10 @@ export function createPlacementClient(svc: PlacementService, alloc: AllocationSe
         try {
           return await ensureOnce(svc, spec);
         } catch (e) {
-          if (!(e instanceof GenerationConflict) || attempt >= 5) throw e;
+          // A concurrent registration of the same host (generation moved, or it created the
+          // provider first): look again.
+          const raced = e instanceof GenerationConflict || (e instanceof ApiError && e.status === 409 && e.extra.type === CODE.duplicateName);
+          if (!raced || attempt >= 5) throw e;
         }
       }
     },
