@@ -64,6 +64,7 @@ const SHARES = 'MISC_SHARES_VIA_AGGREGATE';
 const MAX_COMBOS_PER_TREE = 1000;
 
 interface Slot { rp: string; rc: string; amount: number }
+type Cap = Map<string, Map<string, { inv: InventoryRow; free: number }>>;
 type Option = { slots: Slot[]; providers: string[] };
 
 export async function findCandidates(s: PlacementStore, q: CandidateQuery): Promise<CandidateResult> {
@@ -72,14 +73,13 @@ export async function findCandidates(s: PlacementStore, q: CandidateQuery): Prom
   if (!classes.length) return { candidates: [], summaries: {} };
 
   const inventories = await s.capacityOfClasses(classes);
-  const free = new Map<string, number>();
-  const invOf = new Map<string, InventoryRow>();
+  // provider → class → inventory and what is free of it (nested maps: no string keys to build).
+  const cap: Cap = new Map();
   const rows = new Map<string, ProviderRow>();
   for (const i of inventories) {
-    const k = `${i.rp_uuid} ${i.resource_class}`;
-    invOf.set(k, i);
-    free.set(k, capacityOf(i) - i.used);
-    rows.set(i.rp_uuid, i.provider);
+    let m = cap.get(i.rp_uuid);
+    if (!m) { cap.set(i.rp_uuid, (m = new Map())); rows.set(i.rp_uuid, i.provider); }
+    m.set(i.resource_class, { inv: i, free: capacityOf(i) - i.used });
   }
   const holders = [...rows.keys()];
 
@@ -133,10 +133,11 @@ export async function findCandidates(s: PlacementStore, q: CandidateQuery): Prom
     return true;
   };
   const fits = (rp: string, rc: string, amount: number): boolean => {
-    const inv = invOf.get(`${rp} ${rc}`);
-    if (!inv) return false;
+    const c = cap.get(rp)?.get(rc);
+    if (!c) return false;
+    const inv = c.inv;
     return amount >= inv.min_unit && amount <= inv.max_unit && amount % inv.step_size === 0
-      && amount <= (free.get(`${rp} ${rc}`) ?? 0);
+      && amount <= c.free;
   };
 
   // Per group and class: the providers that could take that amount on their own.
@@ -174,7 +175,7 @@ export async function findCandidates(s: PlacementStore, q: CandidateQuery): Prom
     roots.add(row.root_uuid);
   }
   const rootOrder = [...roots].map((r) => rows.get(r)).filter((r): r is ProviderRow => !!r)
-    .sort((a, b) => a.created_at.localeCompare(b.created_at) || a.uuid.localeCompare(b.uuid)).map((r) => r.uuid);
+    .sort((a, b) => (a.created_at < b.created_at ? -1 : a.created_at > b.created_at ? 1 : a.uuid < b.uuid ? -1 : 1)).map((r) => r.uuid);
   for (const r of roots) if (!rows.has(r)) rootOrder.push(r); // roots holding none of the classes (nested)
   const rootTraitNeeded = q.rootRequired && (q.rootRequired.required.length || q.rootRequired.forbidden.length);
   const rootTraits = rootTraitNeeded ? groupLinks(await s.links('traits', rootOrder)) : new Map<string, Set<string>>();
@@ -205,8 +206,10 @@ export async function findCandidates(s: PlacementStore, q: CandidateQuery): Prom
       if (candidates.length >= limit || explored >= MAX_COMBOS_PER_TREE) return;
       if (gi === groups.length) {
         explored++;
-        const c = combine(groups, pick, q.groupPolicy === 'isolate', free, root);
+        const c = combine(groups, pick, q.groupPolicy === 'isolate', cap, root);
         if (!c) return;
+        // Only sharing providers can make two trees yield the same candidate.
+        if (!sharing.length) { candidates.push(c); return; }
         const key = JSON.stringify([c.allocations, c.mappings]);
         if (!seen.has(key)) { seen.add(key); candidates.push(c); }
         return;
@@ -217,7 +220,7 @@ export async function findCandidates(s: PlacementStore, q: CandidateQuery): Prom
   }
 
   const mode = q.summaries ?? 'all';
-  const known = { rows, invOf, free };
+  const known = { rows, cap };
   const summaries = mode === 'none' ? {} : await summarize(s, candidates, classes, mode, q.summaryTraits ?? true, q.summaryTrees ?? true, known);
   return { candidates, summaries };
 }
@@ -257,7 +260,7 @@ function unsuffixedOptions(g: RequestGroup, able: Map<string, string[]>, traits:
   return out;
 }
 
-function combine(groups: RequestGroup[], pick: Option[], isolate: boolean, free: Map<string, number>, root: string): AllocationCandidate | undefined {
+function combine(groups: RequestGroup[], pick: Option[], isolate: boolean, cap: Cap, root: string): AllocationCandidate | undefined {
   if (isolate) {
     const used = new Set<string>();
     for (let i = 0; i < groups.length; i++) {
@@ -275,14 +278,14 @@ function combine(groups: RequestGroup[], pick: Option[], isolate: boolean, free:
     }
   }
   for (const [rp, res] of Object.entries(allocations)) {
-    for (const [rc, amount] of Object.entries(res)) if (amount > (free.get(`${rp} ${rc}`) ?? 0)) return undefined;
+    for (const [rc, amount] of Object.entries(res)) if (amount > (cap.get(rp)?.get(rc)?.free ?? 0)) return undefined;
   }
   return { allocations, mappings, rootUuid: root };
 }
 
 async function summarize(s: PlacementStore, candidates: AllocationCandidate[], classes: string[], mode: 'requested' | 'all',
   withTraits: boolean, trees: boolean,
-  known: { rows: Map<string, ProviderRow>; invOf: Map<string, InventoryRow>; free: Map<string, number> }): Promise<Record<string, ProviderSummary>> {
+  known: { rows: Map<string, ProviderRow>; cap: Cap }): Promise<Record<string, ProviderSummary>> {
   const members = new Map<string, ProviderRow>();
   if (trees) {
     const roots = [...new Set(candidates.map((c) => c.rootUuid))];
@@ -304,8 +307,8 @@ async function summarize(s: PlacementStore, candidates: AllocationCandidate[], c
     // Already loaded: the requested classes' capacity and usage.
     for (const id of ids) {
       for (const rc of classes) {
-        const inv = known.invOf.get(`${id} ${rc}`);
-        if (inv) out[id]!.resources[rc] = { capacity: capacityOf(inv), used: capacityOf(inv) - known.free.get(`${id} ${rc}`)! };
+        const c = known.cap.get(id)?.get(rc);
+        if (c) out[id]!.resources[rc] = { capacity: capacityOf(c.inv), used: capacityOf(c.inv) - c.free };
       }
     }
     return out;
