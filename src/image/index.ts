@@ -129,7 +129,5 @@ async function bootstrapImage(mod: ImageModule, svc: ImageService, ctx: ServiceC
 }
 
 async function adminProjectId(identity: IdentityModule): Promise<string | null> {
-  const finder = (identity as unknown as { findProjectByName?(name: string, domainId?: string): Promise<{ id: string } | undefined> }).findProjectByName;
-  if (finder) return (await finder.call(identity, 'admin', 'default'))?.id ?? null;
-  return null;
+  return (await identity.findProject('admin'))?.id ?? null;
 }

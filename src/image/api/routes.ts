@@ -175,7 +175,8 @@ async function v2Routes(app: App, { svc, transfer, validator }: RouteDeps): Prom
   app.get('/images/:id/members/:member', { schema: { params: IdMember } }, async (req) =>
     memberView(await svc.getMember(authOf(req), req.params.id, req.params.member)));
   app.put('/images/:id/members/:member', {
-    schema: { params: IdMember, body: Type.Object({ status: Type.String() }, { additionalProperties: false }) },
+    // openstacksdk sends the member's other attributes along; only status can change.
+    schema: { params: IdMember, body: Type.Object({ status: Type.String() }) },
   }, async (req) => memberView(await svc.updateMember(authOf(req), req.params.id, req.params.member, req.body.status)));
   app.delete('/images/:id/members/:member', { schema: { params: IdMember } }, async (req, reply) => {
     await svc.deleteMember(authOf(req), req.params.id, req.params.member);
