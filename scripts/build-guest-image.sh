@@ -26,7 +26,7 @@ fi
 # Inputs: this script, every guest file, the versions of the packages whose files go in.
 pkgs=(linux-image-cloud-amd64 "$kpkg" busybox-static dropbear-bin libc6 libcrypt1 libgmp10
   libtomcrypt1 libtommath1 zlib1g syslinux syslinux-common mtools dosfstools e2fsprogs fdisk qemu-utils)
-inputs=$( { sha256sum "$0" $(find "$src" -type f | LC_ALL=C sort)
+inputs=$( { sha256sum "$0" $(find "$src" -type f ! -name '*.ts' | LC_ALL=C sort)
             dpkg-query -W -f='${Package}=${Version}\n' "${pkgs[@]}" 2>/dev/null; } | sha256sum | cut -c1-64)
 size() { du -h --apparent-size "$img" | cut -f1; }
 if [[ ${1:-} != --force && -f $img && -f $img.sha256 && "$(cat "$out/inputs.sha256" 2>/dev/null)" == "$inputs" ]]; then

@@ -9,7 +9,8 @@ import { createLogger, type Logger } from './core/log.js';
 import { PolicyEngine } from './core/policy.js';
 import type { ServiceContext, ServiceModule } from './core/service.js';
 import { createIdentity, type IdentityModule } from './identity/index.js';
-import { createImage } from './image/index.js';
+import { createImage, type ImageModule } from './image/index.js';
+import { createCompute, type ComputeModule } from './compute/index.js';
 import { writeClientConfig, type BootstrapCredentials } from './cli/clientconfig.js';
 
 export interface Cloud {
@@ -20,6 +21,8 @@ export interface Cloud {
   /** http://host:port the API answers at. */
   url: string;
   identity: IdentityModule;
+  image: ImageModule;
+  compute: ComputeModule;
   modules: ServiceModule[];
   /** Set on the start that created the bootstrap users (first start only). */
   credentials?: BootstrapCredentials;
@@ -42,7 +45,8 @@ export async function startCloud(cfg: StratusConfig, opts: StartOptions = {}): P
 
   const identity = createIdentity(ctx);
   const image = createImage(ctx, { identity });
-  const modules: ServiceModule[] = [identity, image];
+  const compute = createCompute(ctx, { identity });
+  const modules: ServiceModule[] = [identity, image, compute];
 
   const applied = await migrate(db, Object.fromEntries(modules.map((m) => [m.name, m.migrations])));
   if (applied.length) log.info({ migrations: applied }, 'database migrated');
@@ -81,7 +85,7 @@ export async function startCloud(cfg: StratusConfig, opts: StartOptions = {}): P
   log.info({ url: baseUrl, dataDir: cfg.dataDir, database: db.engine }, 'stratus is up');
 
   return {
-    cfg, app, db, log, url: baseUrl, identity, modules, credentials,
+    cfg, app, db, log, url: baseUrl, identity, image, compute, modules, credentials,
     async stop() {
       ready = false;
       for (const m of [...modules].reverse()) await m.stop?.().catch((e) => log.error({ err: e }, `stopping ${m.name}`));

@@ -3,8 +3,10 @@
 export PATH=/sbin:/bin:/usr/sbin:/usr/bin
 
 # A console marker: one line, fixed prefix, parsed by the agent and the tests.
+# Also logged with the uptime to /var/log/boot.log (when rcS redirected stdout there).
 marker() {
   echo "STRATUS-GUEST: $*" >/dev/console
+  echo "[$(cut -d' ' -f1 /proc/uptime)] STRATUS-GUEST: $*"
 }
 
 # json_flatten <file>: prints one "path<TAB>value" line per scalar of a JSON document,
