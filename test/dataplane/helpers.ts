@@ -62,7 +62,8 @@ export class Fixture {
   private guests: string[] = [];
   private pids: number[] = [];
   constructor(tag: string) {
-    this.prefix = `stratus-${tag}-`;
+    // Unique per run: several checkouts may run these tests on one machine at the same time.
+    this.prefix = `stratus-${tag}${randomUUID().slice(0, 4)}-`;
     this.dir = mkdtempSync(join(tmpdir(), `stratus-dp-${tag}-`));
     chmodSync(this.dir, 0o755);
   }

@@ -61,6 +61,25 @@ test('converge plugs the guests, serves DHCP with exactly the fixed IP, and is a
   assert.match(addrs, /10\.10\.0\.2\/24/);
 });
 
+test('a port added later gets its lease from the running dnsmasq (reloaded, not restarted)', async () => {
+  const pidFile = join(dp.stateDir, `dhcp-${netA.id}`, 'pid');
+  const pid = readFileSync(pidFile, 'utf8');
+  const pd = port(netA, subA, '10.10.0.14', { securityGroupIds: [sg.id] });
+  const d = await fx.guest('d', pd, 1450, null);
+  const r = await dp.converge(state({}, [pa, pb, pc, dhcpA, pd]));
+  assert.deepEqual(r.errors, []);
+  assert.equal(r.ports[pd.id], 'ACTIVE');
+  assert.equal(readFileSync(pidFile, 'utf8'), pid, 'same dnsmasq');
+  const lease = await fx.dhcp(d);
+  assert.equal(lease?.ip, '10.10.0.14', readFileSync(join(dp.stateDir, `dhcp-${netA.id}`, 'log'), 'utf8').split('\n').filter((l) => /read|DISCOVER|no address|ignor/.test(l)).join('\n'));
+  // A MAC with no reservation gets nothing: there is no dynamic range.
+  await must('ip', ['-n', d, 'link', 'set', 'eth0', 'address', 'fa:16:3e:77:77:77']);
+  const pd2 = { ...pd, macAddress: 'fa:16:3e:77:77:77' };
+  await dp.converge(state({ dhcpReservations: [] }, [pa, pb, pc, dhcpA, { ...pd2, fixedIps: [] }]));
+  assert.equal(await fx.dhcp(d), null, 'no lease for a port without a fixed IP');
+  await dp.converge(state());
+});
+
 test('guests on one network reach each other; a guest on another network (same addresses) cannot', async () => {
   assert.ok(await pingEventually(a, '10.10.0.12'), 'a pings b');
   assert.ok(await ping(b, '10.10.0.11'), 'b pings a');
@@ -68,6 +87,10 @@ test('guests on one network reach each other; a guest on another network (same a
   assert.equal(await ping(c, '10.10.0.11', 2), false, 'c (network B) does not reach a (network A)');
   const neigh = await must('ip', ['-n', a, 'neigh', 'show', '10.10.0.12']);
   assert.match(neigh, new RegExp(pb.macAddress), 'a resolved .12 to b, not c');
+  // Bridged traffic goes through conntrack in a zone per network (overlapping tenants never share entries).
+  const raw = await must('ip', ['netns', 'exec', dp.names.bridgeNs, 'iptables-save', '-c', '-t', 'raw']);
+  const line = raw.split('\n').find((l) => l.includes(`-i brq${netA.id.slice(0, 11)}`));
+  assert.ok(line && !line.startsWith('[0:0]'), `zone rule of network A counts packets: ${line}`);
 });
 
 test('security groups: removing the SSH rule cuts SSH; removing and re-adding ICMP toggles ping', async () => {
@@ -106,6 +129,19 @@ test('anti-spoofing: a guest cannot send from another IP or MAC, unless an allow
   assert.equal(await ping(b, '10.10.0.11', 2), false, 'spoofed MAC dropped');
   await must('ip', ['-n', b, 'link', 'set', 'eth0', 'address', pb.macAddress]);
   assert.ok(await pingEventually(b, '10.10.0.11', 5), 'own MAC works again');
+});
+
+test('malformed input is refused item by item, the rest still applies', async () => {
+  const bad = { ...pb, macAddress: 'fa:16:3e:zz:00:01' };
+  const badNet = { ...network(), id: '../../etc' };
+  const r = await dp.converge(state({ networks: [netA, netB, badNet] }, [pa, bad, pc, dhcpA]));
+  assert.equal(r.errors.length, 2, r.errors.join('; '));
+  assert.match(r.errors.join(' '), /bad MAC/);
+  assert.match(r.errors.join(' '), /bad id/);
+  assert.equal(r.ports[pa.id], 'ACTIVE');
+  assert.equal(r.ports[pb.id], 'DOWN');
+  assert.ok((await hostSnapshot()).netns.every((n) => !n.includes('etc')));
+  await dp.converge(state());
 });
 
 test('a port removed from the state is unplugged; an empty state removes everything, root untouched', async () => {

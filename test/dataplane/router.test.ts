@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { LinuxDataplane, type DataplaneConfig } from '../../src/agent/dataplane/driver.js';
 import type { HostNetworkState, SecurityGroupSpec } from '../../src/agent/dataplane/model.js';
 import { verifyRequester } from '../../src/agent/dataplane/metadata-contract.js';
-import { Fixture, emptyState, eventually, hostSnapshot, rootTaps, inNs, must, network, ping, pingEventually, port, rule, subnet, tcpConnect } from './helpers.js';
+import { Fixture, sh, emptyState, eventually, hostSnapshot, rootTaps, inNs, must, network, ping, pingEventually, port, rule, subnet, tcpConnect } from './helpers.js';
 
 const fx = new Fixture('rtt');
 const SECRET = 'metadata-test-secret';
@@ -112,6 +112,42 @@ test('VXLAN: a guest on a second agent joins the network over the underlay (DHCP
   // Full-size frames fit: MTU 1450 inside, 1500 on the underlay.
   assert.equal((await inNs(g3, 'ping', ['-c', '1', '-W', '2', '-M', 'do', '-s', '1422', '10.30.0.11'])).code, 0, '1450-byte packets cross');
   assert.equal((await h2.converge(state2)).changes, 0, 'idempotent');
+});
+
+async function kernelHasVlan(): Promise<boolean> {
+  const ns = `${fx.prefix}vlanprobe`;
+  await must('ip', ['netns', 'add', ns]);
+  try {
+    await must('ip', ['-n', ns, 'link', 'add', 'p0', 'type', 'dummy']).catch(() => undefined);
+    return (await sh('ip', ['-n', ns, 'link', 'add', 'link', 'p0', 'name', 'p0.5', 'type', 'vlan', 'id', '5'])).code === 0;
+  } finally { await sh('ip', ['netns', 'del', ns]); }
+}
+
+test('VLAN provider network across both agents, port security off', async () => {
+  const vlan = network({ segmentationType: 'vlan', segmentationId: 100, physicalNetwork: 'public', mtu: 1500 });
+  const vsub = subnet(vlan, '10.40.0.0/24', null, { enableDhcp: false });
+  const v1p = port(vlan, vsub, '10.40.0.11', { portSecurityEnabled: false });
+  const v2p = port(vlan, vsub, '10.40.0.12', { portSecurityEnabled: false });
+  const v1 = await fx.guest('v1', v1p, 1500, '10.40.0.11/24');
+  const v2 = await fx.guest('v2', v2p, 1500, '10.40.0.12/24');
+  const s1 = state1();
+  const r1 = await h1.converge({ ...s1, networks: [...s1.networks, vlan], subnets: [...s1.subnets, vsub], ports: [...s1.ports, v1p] });
+  const r2 = await h2.converge({ ...state2, networks: [...state2.networks, vlan], subnets: [...state2.subnets, vsub], ports: [...state2.ports, v2p] });
+  if (await kernelHasVlan()) {
+    assert.deepEqual([...r1.errors, ...r2.errors], []);
+    assert.ok(await pingEventually(v1, '10.40.0.12'), 'v1 (agent 1) pings v2 (agent 2) over VLAN 100');
+    // Tagged on the provider wire: the untagged flat network does not see it.
+    assert.equal(await ping(providerNs, '10.40.0.12'), false);
+  } else {
+    // This kernel has no 802.1Q: the network is refused with a clear reason and the rest keeps working.
+    assert.match(r1.errors.join(' '), /VLAN networks need 802\.1Q support/);
+    assert.equal(await ping(v1, '10.40.0.12'), false);
+    assert.ok(await pingEventually(providerNs, '203.0.113.57', 3), 'the rest of the state still applied');
+  }
+  await h1.converge(state1());
+  await h2.converge(state2);
+  assert.equal(await ping(v2, '10.40.0.11', 2), false, 'unplugged with its network');
+  assert.ok(await pingEventually(g3, '10.30.0.11', 3), 'the VXLAN network is unaffected');
 });
 
 test('disassociating the floating IP removes its NAT; empty states remove everything', async () => {

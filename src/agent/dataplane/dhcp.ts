@@ -34,7 +34,8 @@ export function dhcpPlans(state: HostNetworkState): DhcpPlan[] {
     for (const p of [...all.values()].sort((a, b) => a.id.localeCompare(b.id))) {
       for (const f of p.fixedIps) {
         if (!ids.has(f.subnetId)) continue;
-        hosts.push(`${p.macAddress.toLowerCase()},host-${f.ipAddress.replace(/\./g, '-')},${f.ipAddress},set:port-${p.id}`);
+        // No "set:" tag here: dnsmasq 2.90 crashes on SIGHUP when an entry with a tag has a lease.
+        hosts.push(`${p.macAddress.toLowerCase()},host-${f.ipAddress.replace(/\./g, '-')},${f.ipAddress}`);
       }
     }
     const opts: string[] = [];

@@ -231,7 +231,12 @@ export class LinuxDataplane {
       return phys;
     }
     const sub = `${phys}.${n.segmentationId}`;
-    if (!have.has(sub)) await log.change('ip', ['-n', br, 'link', 'add', 'link', phys, 'name', sub, 'type', 'vlan', 'id', String(n.segmentationId)]);
+    if (!have.has(sub)) {
+      await log.change('ip', ['-n', br, 'link', 'add', 'link', phys, 'name', sub, 'type', 'vlan', 'id', String(n.segmentationId)]).catch((e) => {
+        throw /Unknown device type|not supported/i.test(String(e.message))
+          ? new Error('VLAN networks need 802.1Q support in the host kernel, which this host lacks') : e;
+      });
+    }
     const all = await links(br);
     await fixLink(br, all.get(phys)!, { up: true }, log);
     await fixLink(br, all.get(sub)!, { mtu: n.mtu, master: b, up: true }, log);

@@ -4,7 +4,7 @@
 // there) and the VXLAN underlay's namespace (a bridge the agents' tunnel endpoints sit on).
 // Each agent plugs one veth leg into each; a shared namespace goes when no leg is left in it.
 import type { ChangeLog } from './exec.js';
-import { ensureNetns, fixLink, links, listNetns, addresses, syncAddresses, syncSysctls } from './linux.js';
+import { ensureNetns, fixLink, links, listNetns, addresses, syncAddresses, syncSysctls, sleep } from './linux.js';
 import type { Names } from './names.js';
 
 export interface PhysicalNetworkMapping {
@@ -93,7 +93,11 @@ export class SharedSegments {
     for (const s of segs) {
       if (!all.includes(s.ns)) continue;
       const theirs = await links(s.ns);
-      if (theirs.has(s.peer) && !mine.has(s.leg)) await log.change('ip', ['-n', s.ns, 'link', 'del', s.peer]);
+      if (theirs.has(s.peer) && !mine.has(s.leg)) {
+        // Usually the peer of a leg in a just-deleted namespace, which the kernel removes a moment later.
+        await log.change('ip', ['-n', s.ns, 'link', 'del', s.peer]).catch(() => undefined);
+        for (let i = 0; i < 100 && (await links(s.ns)).has(s.peer); i++) await sleep(20);
+      }
       // Any agent's leg (on any bridge) keeps the namespace. Processes inside (an exec-external
       // session) keep it alive until they end; nothing is killed here.
       const left = [...(await links(s.ns)).values()].filter((l) => l.master !== null);
