@@ -4,17 +4,22 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { createServer, type Server } from 'node:http';
 import { LinuxDataplane } from '../../src/agent/dataplane/driver.js';
+import { verifyRequester } from '../../src/agent/dataplane/metadata-contract.js';
 import type { HostNetworkState, PortSpec, SecurityGroupSpec } from '../../src/agent/dataplane/model.js';
 import { Fixture, emptyState, eventually, hostSnapshot, rootTaps, inNs, must, network, ping, pingEventually, port, rule, subnet, tcpConnect } from './helpers.js';
 
 const fx = new Fixture('l2t');
-const dp = new LinuxDataplane({ prefix: fx.prefix, stateDir: join(fx.dir, 'state') });
+const SECRET = 'l2-secret';
+const dp = new LinuxDataplane({ prefix: fx.prefix, stateDir: join(fx.dir, 'state'), metadata: { socketPath: join(fx.dir, 'meta.sock'), secret: SECRET } });
+let metadata: Server;
 let rootBefore: Awaited<ReturnType<typeof hostSnapshot>>;
 
 const netA = network();
 const netB = network();
-const subA = subnet(netA, '10.10.0.0/24', '10.10.0.1', { dnsNameservers: ['10.10.0.53'], hostRoutes: [{ destination: '10.99.0.0/16', nexthop: '10.10.0.254' }] });
+const subA = subnet(netA, '10.10.0.0/24', '10.10.0.1', { dnsNameservers: ['10.10.0.53'], hostRoutes: [{ destination: '10.99.0.0/16', nexthop: '10.10.0.254' }],
+  isolatedMetadata: true });
 const subB = subnet(netB, '10.10.0.0/24', '10.10.0.1'); // the same addresses as A: tenants may overlap
 const ssh = rule('ingress', { protocol: 'tcp', portRangeMin: 22, portRangeMax: 22, remoteIpPrefix: '0.0.0.0/0' });
 const icmp = rule('ingress', { protocol: 'icmp' });
@@ -31,13 +36,18 @@ function state(over: Partial<HostNetworkState> = {}, ports: PortSpec[] = [pa, pb
 
 before(async () => {
   rootBefore = await hostSnapshot();
+  metadata = createServer((req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ who: verifyRequester(req.headers, SECRET) }));
+  });
+  await new Promise<void>((r) => metadata.listen(join(fx.dir, 'meta.sock'), r));
   a = await fx.guest('a', pa, 1450, null);
   b = await fx.guest('b', pb, 1450, '10.10.0.12/24');
   c = await fx.guest('c', pc, 1450, '10.10.0.12/24');
 });
 
 after(async () => {
-  try { await dp.purge(); } finally { await fx.cleanup(); }
+  try { await dp.purge(); } finally { metadata?.close(); await fx.cleanup(); }
 });
 
 test('converge plugs the guests, serves DHCP with exactly the fixed IP, and is a no-op the second time', async () => {
@@ -53,7 +63,14 @@ test('converge plugs the guests, serves DHCP with exactly the fixed IP, and is a
   assert.equal(lease.dns, '10.10.0.53');
   assert.match(lease.staticroutes, /10\.99\.0\.0\/16 10\.10\.0\.254/);
   assert.match(lease.staticroutes, /0\.0\.0\.0\/0 10\.10\.0\.1/);
+  assert.match(lease.staticroutes, /169\.254\.169\.254\/32 10\.10\.0\.2/, 'isolated subnet: metadata via the DHCP port');
   await must('ip', ['-n', a, 'addr', 'add', '10.10.0.11/24', 'dev', 'eth0']);
+  await must('ip', ['-n', a, 'route', 'add', '169.254.169.254/32', 'via', '10.10.0.2']);
+  const meta = await eventually(async () => {
+    const r = await inNs(a, 'curl', ['-s', '-m', '3', 'http://169.254.169.254/latest/meta-data/']);
+    return r.code === 0 ? r.stdout : null;
+  }, 25);
+  assert.deepEqual(JSON.parse(meta ?? '{}').who, { ip: '10.10.0.11', networkId: netA.id }, 'metadata from the DHCP namespace, signed');
   const again = await dp.converge(state());
   assert.equal(again.changes, 0, 'second converge changes nothing');
   // The DHCP namespace holds the port's address; dnsmasq is static-only.
