@@ -134,14 +134,17 @@ export function antispoofText(state: HostNetworkState): string {
     for (const f of p.fixedIps) add(p.macAddress, f.ipAddress);
     add(p.macAddress, linkLocalOf(p.macAddress));
     for (const pair of p.allowedAddressPairs) add(pair.macAddress || p.macAddress, pair.ipAddress);
+    // One rule per address (not a set): a pair's CIDR may overlap a fixed IP, which an nft set refuses.
     for (const [mac, ips] of [...byMac].sort()) {
-      const v4 = ips.filter((i) => !isV6(i)), v6 = ips.filter(isV6);
-      if (v4.length) {
-        lines.push(`    ether saddr ${mac} arp saddr ether ${mac} arp saddr ip { 0.0.0.0, ${v4.join(', ')} } accept`);
-        lines.push(`    ether saddr ${mac} ip saddr { ${v4.join(', ')} } accept`);
+      const v4 = [...new Set(ips.filter((i) => !isV6(i)))], v6 = [...new Set(ips.filter(isV6))];
+      if (v4.length) lines.push(`    ether saddr ${mac} arp saddr ether ${mac} arp saddr ip 0.0.0.0 accept`);
+      for (const ip of v4) {
+        lines.push(`    ether saddr ${mac} arp saddr ether ${mac} arp saddr ip ${ip} accept`);
+        lines.push(`    ether saddr ${mac} ip saddr ${ip} accept`);
       }
-      const v6all = ['::', ...v6, ...(mac === p.macAddress.toLowerCase() ? [] : [linkLocalOf(mac)])];
-      lines.push(`    ether saddr ${mac} ip6 saddr { ${v6all.join(', ')} } accept`);
+      for (const ip of ['::', ...v6, ...(mac === p.macAddress.toLowerCase() ? [] : [linkLocalOf(mac)])]) {
+        lines.push(`    ether saddr ${mac} ip6 saddr ${ip} accept`);
+      }
     }
     lines.push(`    ether saddr ${p.macAddress.toLowerCase()} ip saddr 0.0.0.0 ip daddr 255.255.255.255 udp sport 68 udp dport 67 accept`);
     lines.push('    drop', '  }');
