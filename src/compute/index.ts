@@ -54,12 +54,26 @@ export function createCompute(ctx: ServiceContext, deps: ComputeDeps): ComputeMo
   const agentToken = () => (token ??= ensureAgentToken(ctx.cfg.dataDir));
   let imageApi: ImageLookup | undefined;
   // Without an image service the Nova API sees the images agents can fetch (tests, bootstrap).
-  const imageLookup = (): ImageLookup => imageApi ?? {
-    async getImage(id) {
-      const info = await mod.images.describe(id);
-      if (!info) throw notFound(`Image ${id} could not be found.`);
-      return { id, name: id, status: 'active', minDisk: 0, minRam: 0, size: info.sizeBytes, virtualSize: null, properties: {} };
-    },
+  // Images registered only with the agents' image source (tests, bootstrap files) are found too.
+  const fileImage = async (id: string) => {
+    const info = await mod.images.describe(id);
+    if (!info) throw notFound(`Image ${id} could not be found.`);
+    return { id, name: id, status: 'active', minDisk: 0, minRam: 0, size: info.sizeBytes, virtualSize: null, properties: {} };
+  };
+  const imageLookup = (): ImageLookup => {
+    const api = imageApi;
+    if (!api) return { getImage: fileImage };
+    return {
+      async getImage(id, as) {
+        try { return await api.getImage(id, as); } catch (e) {
+          // Hidden from this caller is not the same as unknown to the image service.
+          const known = await api.getImage(id, 'system').then(() => true, () => false);
+          if ((e as { status?: number }).status === 404 && !known) return fileImage(id);
+          throw e;
+        }
+      },
+      createImage: api.createImage?.bind(api), uploadImageData: api.uploadImageData?.bind(api),
+    };
   };
   const nova = createNovaApi(ctx, { identity: deps.identity, hosts: service, instances: service, placement: deps.placement, images: imageLookup });
   const mod: ComputeModule = {
