@@ -1,11 +1,12 @@
 // bench/image: upload and download throughput of a 1 GiB image through the image API, against a
 // plain streamed file copy of the same data (read → write → fsync) in the same run.
-//   node dist/bench/image.js [--size-mib N] [--database URL]
+// Rounds interleave the three paths so that a busy disk slows them alike; medians are printed.
+//   node dist/bench/image.js [--size-mib N] [--rounds N] [--database URL]
 import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream, mkdtempSync, rmSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import http from 'node:http';
-import { tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
@@ -13,9 +14,11 @@ import { loadConfig } from '../src/core/config.js';
 import { createLogger } from '../src/core/log.js';
 import { startCloud } from '../src/server.js';
 
-const { values } = parseArgs({ options: { 'size-mib': { type: 'string' }, database: { type: 'string' } } });
+const { values } = parseArgs({ options: { 'size-mib': { type: 'string' }, rounds: { type: 'string' }, database: { type: 'string' } } });
 const MiB = 1024 * 1024;
 const size = Number(values['size-mib'] ?? 1024) * MiB;
+const rounds = Number(values.rounds ?? 3);
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 async function fsync(path: string): Promise<void> {
   const fh = await open(path, 'r');
@@ -43,13 +46,6 @@ async function main(): Promise<void> {
     await new Promise<void>((r) => w.end(() => r()));
     await fsync(src);
 
-    const copy = await timed(async () => {
-      const dst = join(dir, 'copy.raw');
-      await pipeline(createReadStream(src, { highWaterMark: MiB }), createWriteStream(dst, { highWaterMark: MiB }));
-      await fsync(dst);
-      rmSync(dst);
-    });
-
     const auth = await fetch(`${cloud.url}/identity/v3/auth/tokens`, {
       method: 'POST', headers: { 'Content-Type': 'application/json' },
       body: JSON.stringify({ auth: {
@@ -58,42 +54,57 @@ async function main(): Promise<void> {
       } }),
     });
     const token = auth.headers.get('x-subject-token')!;
-    const created = await (await fetch(`${cloud.url}/image/v2/images`, {
-      method: 'POST', headers: { 'X-Auth-Token': token, 'Content-Type': 'application/json' },
-      body: JSON.stringify({ name: 'bench', disk_format: 'raw', container_format: 'bare' }),
-    })).json() as { id: string };
-    const url = new URL(`${cloud.url}/image/v2/images/${created.id}/file`);
-
-    const upload = await timed(() => new Promise<void>((resolve, reject) => {
-      const req = http.request(url, {
-        method: 'PUT', headers: { 'X-Auth-Token': token, 'Content-Type': 'application/octet-stream', 'Content-Length': String(size) },
-      }, (res) => {
-        res.resume();
-        res.on('end', () => (res.statusCode === 204 ? resolve() : reject(new Error(`upload answered ${res.statusCode}`))));
+    const times = { copy: [] as number[], upload: [] as number[], download: [] as number[] };
+    for (let round = 0; round < rounds; round++) {
+      const copy = await timed(async () => {
+        const dst = join(dir, 'copy.raw');
+        await pipeline(createReadStream(src, { highWaterMark: MiB }), createWriteStream(dst, { highWaterMark: MiB }));
+        await fsync(dst);
+        rmSync(dst);
       });
-      req.on('error', reject);
-      createReadStream(src, { highWaterMark: MiB }).pipe(req);
-    }));
+      const created = await (await fetch(`${cloud.url}/image/v2/images`, {
+        method: 'POST', headers: { 'X-Auth-Token': token, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ name: `bench-${round}`, disk_format: 'raw', container_format: 'bare' }),
+      })).json() as { id: string };
+      const url = new URL(`${cloud.url}/image/v2/images/${created.id}/file`);
 
-    const download = await timed(async () => {
-      const dst = join(dir, 'download.raw');
-      await new Promise<void>((resolve, reject) => {
-        http.get(url, { headers: { 'X-Auth-Token': token } }, (res) => {
-          if (res.statusCode !== 200) return reject(new Error(`download answered ${res.statusCode}`));
-          pipeline(res, createWriteStream(dst, { highWaterMark: MiB })).then(resolve, reject);
-        }).on('error', reject);
+      const upload = await timed(() => new Promise<void>((resolve, reject) => {
+        const req = http.request(url, {
+          method: 'PUT', headers: { 'X-Auth-Token': token, 'Content-Type': 'application/octet-stream', 'Content-Length': String(size) },
+        }, (res) => {
+          res.resume();
+          res.on('end', () => (res.statusCode === 204 ? resolve() : reject(new Error(`upload answered ${res.statusCode}`))));
+        });
+        req.on('error', reject);
+        createReadStream(src, { highWaterMark: MiB }).pipe(req);
+      }));
+
+      const download = await timed(async () => {
+        const dst = join(dir, 'download.raw');
+        await new Promise<void>((resolve, reject) => {
+          http.get(url, { headers: { 'X-Auth-Token': token } }, (res) => {
+            if (res.statusCode !== 200) return reject(new Error(`download answered ${res.statusCode}`));
+            pipeline(res, createWriteStream(dst, { highWaterMark: MiB })).then(resolve, reject);
+          }).on('error', reject);
+        });
+        await fsync(dst);
+        rmSync(dst);
       });
-      await fsync(dst);
-      rmSync(dst);
-    });
-
+      times.copy.push(copy.seconds);
+      times.upload.push(upload.seconds);
+      times.download.push(download.seconds);
+      await fetch(`${cloud.url}/image/v2/images/${created.id}`, { method: 'DELETE', headers: { 'X-Auth-Token': token } });
+    }
+    const copySeconds = median(times.copy);
     const rate = (s: number) => size / MiB / s;
     const row = (name: string, s: number) =>
-      `${name.padEnd(40)} ${s.toFixed(2).padStart(7)} s ${rate(s).toFixed(0).padStart(6)} MiB/s   ${(rate(s) / rate(copy.seconds)).toFixed(2)}× copy`;
-    console.log(`image bench: ${size / MiB} MiB, ${cloud.db.engine}, ${new Date().toISOString()}`);
-    console.log(row('plain copy (read, write, fsync)', copy.seconds));
-    console.log(row('upload  (PUT file: md5+sha512, fsync)', upload.seconds));
-    console.log(row('download (GET file → file, fsync)', download.seconds));
+      `${name.padEnd(40)} ${s.toFixed(2).padStart(7)} s ${rate(s).toFixed(0).padStart(6)} MiB/s   ${(rate(s) / rate(copySeconds)).toFixed(2)}× copy`;
+    console.log(`image bench: ${size / MiB} MiB, median of ${rounds} rounds, ${cloud.db.engine}, ${new Date().toISOString()}, `
+      + `${cpus().length} CPUs, load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}`);
+    console.log(row('plain copy (read, write, fsync)', copySeconds));
+    console.log(row('upload  (PUT file: md5+sha512, fsync)', median(times.upload)));
+    console.log(row('download (GET file → file, fsync)', median(times.download)));
+    console.log(`ratios: upload/copy ${(copySeconds / median(times.upload)).toFixed(2)}, download/copy ${(copySeconds / median(times.download)).toFixed(2)}`);
   } finally {
     await cloud.stop();
     rmSync(dir, { recursive: true, force: true });
