@@ -114,9 +114,18 @@ test('security groups: removing the SSH rule cuts SSH; removing and re-adding IC
   fx.serve(b, 22, 'hello-from-b');
   const got = await eventually(() => tcpConnect(a, '10.10.0.12', 22));
   assert.match(got ?? '', /hello-from-b/);
+  // An established session too: an echo server on b, a client on a that stays connected.
+  fx.serveEcho(b, 2222);
+  const sg2 = { ...sg, rules: [...sg.rules, rule('ingress', { protocol: 'tcp', portRangeMin: 2222, portRangeMax: 2222 })] };
+  await dp.converge(state({ securityGroups: [sg2] }));
+  const session = await eventually(() => fx.session(a, '10.10.0.12', 2222));
+  assert.ok(session, 'session open');
+  assert.equal(await session.say('one'), 'one');
   const noSsh = { ...sg, rules: sg.rules.filter((r) => r.id !== ssh.id && r.id !== icmp.id) };
   const r = await dp.converge(state({ securityGroups: [noSsh] }));
   assert.deepEqual(r.errors, []);
+  assert.equal(await session.say('two'), null, 'the established session is cut too');
+  session.close();
   assert.equal(await tcpConnect(a, '10.10.0.12', 22), null, 'SSH cut');
   assert.equal(await ping(a, '10.10.0.12'), false, 'ping cut');
   // The rules live in the bridge namespace's iptables, per port.

@@ -81,7 +81,10 @@ export function iptablesText(state: HostNetworkState, v6: boolean): string {
     body.push(`-A FORWARD -m physdev --physdev-in ${p.tapName} --physdev-is-bridged -j ${o}`);
     const rules = p.securityGroupIds.flatMap((g) => groups.get(g)?.rules ?? []);
     // Towards the port: replies, DHCP answers (and IPv6 neighbour discovery), then what the groups allow.
-    body.push(`-A ${i} -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN`);
+    // Replies pass by state; packets of the initiator's direction are matched against the rules
+    // every time, so that removing a rule cuts the flows it allowed at once (no conntrack flush needed).
+    body.push(`-A ${i} -m conntrack --ctstate ESTABLISHED --ctdir REPLY -j RETURN`);
+    body.push(`-A ${i} -m conntrack --ctstate RELATED -j RETURN`);
     body.push(`-A ${i} -m conntrack --ctstate INVALID -j DROP`);
     body.push(`-A ${i} ${dhcpServer} -j RETURN`);
     if (v6) for (const t of [130, 131, 132, 134, 135, 136, 143]) body.push(`-A ${i} -p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j RETURN`);
@@ -94,7 +97,8 @@ export function iptablesText(state: HostNetworkState, v6: boolean): string {
       for (const t of [130, 131, 132, 133, 135, 136, 143]) body.push(`-A ${o} -p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j RETURN`);
       body.push(`-A ${o} -p ipv6-icmp -m icmp6 --icmpv6-type 134 -j DROP`);
     }
-    body.push(`-A ${o} -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN`);
+    body.push(`-A ${o} -m conntrack --ctstate ESTABLISHED --ctdir REPLY -j RETURN`);
+    body.push(`-A ${o} -m conntrack --ctstate RELATED -j RETURN`);
     body.push(`-A ${o} -m conntrack --ctstate INVALID -j DROP`);
     for (const r of rules.filter((r) => r.direction === 'egress')) for (const l of ruleLines(r, v6)) body.push(`-A ${o} ${l}`);
     body.push(`-A ${o} -j DROP`);
