@@ -15,7 +15,7 @@ import { Names, bridgeName, dhcpLeg, routerGwLeg, routerIfLeg, vxlanName } from 
 import { addresses, deleteNetns, ensureNetns, fixLink, links, listNetns, staticRoutes, syncAddresses, syncSysctls, type Link } from './linux.js';
 import { ANTISPOOF_TABLE, antispoofText, iptablesText } from './firewall.js';
 import { dhcpPlans, dnsmasqSpec, type DhcpPlan } from './dhcp.js';
-import { METADATA_IP, portAddresses, routerPlan, type LegPlan, type RouterPlan } from './router.js';
+import { METADATA_IP, portAddresses, raSpec, routerPlan, type LegPlan, type RouterPlan } from './router.js';
 import { ProcDir, procDirs } from './procs.js';
 import { validateState } from './validate.js';
 import { SharedSegments, type PhysicalNetworkMapping, type UnderlayMapping } from './shared.js';
@@ -82,7 +82,9 @@ export class LinuxDataplane {
     chmodSync(this.stateDir, 0o755);
     const br = this.names.bridgeNs;
     const dhcp = dhcpPlans(state);
-    const routers = state.routers.map((r) => routerPlan(state, r, errors)).filter((p): p is RouterPlan => p !== null);
+    const routers = state.routers.map((r) => {
+      try { return routerPlan(state, r, errors); } catch (e) { errors.push(`router ${r.id}: ${(e as Error).message}`); return null; }
+    }).filter((p): p is RouterPlan => p !== null);
     const wantNs = new Set<string>();
     if (state.networks.length) wantNs.add(br);
     for (const p of dhcp) wantNs.add(this.names.dhcpNs(p.network.id));
@@ -110,7 +112,7 @@ export class LinuxDataplane {
     }
     // 3. Garbage: helper processes, then namespaces, then our legs in shared namespaces.
     for (const d of procDirs(this.stateDir)) {
-      if (!wantProcs.has(d) && /^(dhcp|meta|metan)-/.test(d)) {
+      if (!wantProcs.has(d) && /^(dhcp|meta|metan|ra)-/.test(d)) {
         await new ProcDir(join(this.stateDir, d)).remove();
         log.note(`stopped ${d}`);
       }
@@ -315,8 +317,12 @@ export class LinuxDataplane {
   private async convergeRouter(plan: RouterPlan, wantProcs: Set<string>, log: ChangeLog): Promise<void> {
     const ns = this.names.routerNs(plan.router.id);
     const meta = this.cfg.metadata;
+    const v6 = plan.legs.some((l) => l.addresses.some((a) => a.includes(':')));
+    // IPv6 only where a leg has an IPv6 address; set before the addresses (a disabled stack refuses them).
+    await syncSysctls(ns, { 'net.ipv4.ip_forward': '1', 'net.ipv6.conf.all.disable_ipv6': v6 ? '0' : '1',
+      'net.ipv6.conf.default.disable_ipv6': v6 ? '0' : '1', 'net.ipv6.conf.all.forwarding': v6 ? '1' : '0',
+      'net.ipv6.conf.all.accept_dad': '0', 'net.ipv6.conf.default.accept_dad': '0' }, log);
     await this.convergeLegs(ns, plan.legs, log, meta ? [`${METADATA_IP}/32`] : []);
-    await syncSysctls(ns, { 'net.ipv4.ip_forward': '1', 'net.ipv6.conf.all.disable_ipv6': '1' }, log);
     // Routes: the connected ones come with the addresses; the rest (default via the external gateway, extra routes) here.
     const have = await staticRoutes(ns);
     const key = (r: { dst: string; gateway: string | null }) => `${r.dst} ${r.gateway}`;
@@ -328,6 +334,19 @@ export class LinuxDataplane {
     }
     await this.applyTables(`router-${plan.router.id}`, ns, 'iptables', plan.iptables, log);
     if (meta) await this.ensureProxy(`meta-${plan.router.id}`, ns, { routerId: plan.router.id }, meta, wantProcs, log);
+    if (plan.ra.length) {
+      const name = `ra-${plan.router.id}`;
+      wantProcs.add(name);
+      const dir = new ProcDir(join(this.stateDir, name));
+      dir.ensure();
+      const spec = raSpec(plan, ns);
+      spec.args.push(`--pid-file=${dir.path('dnsmasq.pid')}`); // names the directory in the command line
+      if (dir.pid() === null || dir.startedWith() !== JSON.stringify(spec)) {
+        await dir.stop();
+        dir.start(spec);
+        log.note(`started router advertisements in ${ns}`);
+      }
+    }
   }
 
   /** The namespace ends of veth legs: up, MTU, MAC, exactly their addresses; anything else in the namespace (but lo) goes. */

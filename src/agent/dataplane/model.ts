@@ -126,7 +126,16 @@ export interface SubnetSpec {
    * port (Neutron's enable_isolated_metadata). Optional; default false.
    */
   isolatedMetadata?: boolean;
+  /**
+   * IPv6 subnets: `ipv6_ra_mode` (who advertises: with "slaac" or "dhcpv6-stateless", the router
+   * hosting this subnet's interface sends router advertisements for it) and `ipv6_address_mode`
+   * (how guests get addresses; used when ra mode is unset). Optional; null/absent: none.
+   */
+  ipv6RaMode?: Ipv6Mode | null;
+  ipv6AddressMode?: Ipv6Mode | null;
 }
+
+export type Ipv6Mode = 'slaac' | 'dhcpv6-stateless' | 'dhcpv6-stateful';
 
 /** One fixed IP of a port. */
 export interface FixedIp {
