@@ -2,10 +2,10 @@
 // plain streamed file copy of the same data (read → write → fsync) in the same run.
 // Rounds interleave the three paths so that a busy disk slows them alike; medians are printed.
 //   node dist/bench/image.js [--size-mib N] [--rounds N] [--database URL]
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream, mkdtempSync, rmSync } from 'node:fs';
 import { open } from 'node:fs/promises';
-import http from 'node:http';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -24,6 +24,13 @@ async function fsync(path: string): Promise<void> {
   const fh = await open(path, 'r');
   await fh.sync();
   await fh.close();
+}
+
+function curl(args: string[], token: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    execFile('curl', ['-sS', '--fail-with-body', '-H', `X-Auth-Token: ${token}`, ...args], { maxBuffer: 1024 * 1024 },
+      (err, _out, stderr) => (err ? reject(new Error(`curl ${args[0]}: ${stderr || err.message}`)) : resolve()));
+  });
 }
 
 async function timed<T>(fn: () => Promise<T>): Promise<{ seconds: number; value: T }> {
@@ -68,25 +75,11 @@ async function main(): Promise<void> {
       })).json() as { id: string };
       const url = new URL(`${cloud.url}/image/v2/images/${created.id}/file`);
 
-      const upload = await timed(() => new Promise<void>((resolve, reject) => {
-        const req = http.request(url, {
-          method: 'PUT', headers: { 'X-Auth-Token': token, 'Content-Type': 'application/octet-stream', 'Content-Length': String(size) },
-        }, (res) => {
-          res.resume();
-          res.on('end', () => (res.statusCode === 204 ? resolve() : reject(new Error(`upload answered ${res.statusCode}`))));
-        });
-        req.on('error', reject);
-        createReadStream(src, { highWaterMark: MiB }).pipe(req);
-      }));
-
+      // The client is curl in its own process, as a real client would be (the cloud runs in this one).
+      const upload = await timed(() => curl(['-T', src, '-H', 'Content-Type: application/octet-stream', url.href], token));
       const download = await timed(async () => {
         const dst = join(dir, 'download.raw');
-        await new Promise<void>((resolve, reject) => {
-          http.get(url, { headers: { 'X-Auth-Token': token } }, (res) => {
-            if (res.statusCode !== 200) return reject(new Error(`download answered ${res.statusCode}`));
-            pipeline(res, createWriteStream(dst, { highWaterMark: MiB })).then(resolve, reject);
-          }).on('error', reject);
-        });
+        await curl(['-o', dst, url.href], token);
         await fsync(dst);
         rmSync(dst);
       });
@@ -102,8 +95,8 @@ async function main(): Promise<void> {
     console.log(`image bench: ${size / MiB} MiB, median of ${rounds} rounds, ${cloud.db.engine}, ${new Date().toISOString()}, `
       + `${cpus().length} CPUs, load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}`);
     console.log(row('plain copy (read, write, fsync)', copySeconds));
-    console.log(row('upload  (PUT file: md5+sha512, fsync)', median(times.upload)));
-    console.log(row('download (GET file → file, fsync)', median(times.download)));
+    console.log(row('upload (curl -T: md5+sha512, fsync)', median(times.upload)));
+    console.log(row('download (curl -o, then fsync)', median(times.download)));
     console.log(`ratios: upload/copy ${(copySeconds / median(times.upload)).toFixed(2)}, download/copy ${(copySeconds / median(times.download)).toFixed(2)}`);
   } finally {
     await cloud.stop();
