@@ -158,12 +158,13 @@ export function parseCandidateQuery(q: Query, minor: number): CandidateQuery {
   if (minor >= 21) allowed.push('member_of');
   if (minor >= 31) allowed.push('in_tree');
   if (minor >= 35) allowed.push('root_required');
+  if (minor >= 36) allowed.push('same_subtree');
   if (minor >= 25) {
     allowed.push('group_policy');
     for (const p of ['resources', 'required', 'member_of', ...(minor >= 31 ? ['in_tree'] : [])]) allowed.push(new RegExp(`^${p}${suffix}$`));
   }
   allowOnly(q, allowed);
-  if (minor >= 36 && q.same_subtree !== undefined) throw pBadRequest('same_subtree is not supported by this placement service.');
+  const sameSubtree = all(q, 'same_subtree').map((v) => v.split(',').map((x) => x.trim()));
 
   const suffixes = new Set<string>(['']);
   const re = new RegExp(`^(?:resources|required|member_of|in_tree)${suffix}$`);
@@ -178,8 +179,9 @@ export function parseCandidateQuery(q: Query, minor: number): CandidateQuery {
     const tree = one(q, `in_tree${sfx}`);
     if (res === undefined) {
       if (sfx === '' && minor < 25) throw pBadRequest(`Invalid query string parameters: 'resources' is a required property`, CODE.missingValue);
-      if (sfx !== '' || req.required.length || req.forbidden.length || mem.memberOf.length || tree) {
-        if (sfx !== '') throw pBadRequest(`All request groups must specify resources. Group '${sfx}' has none.`);
+      // A suffixed group without resources names a provider for same_subtree (1.36).
+      if (sfx !== '' && !sameSubtree.some((l) => l.includes(sfx))) {
+        throw pBadRequest(`All request groups must specify resources (or be used in same_subtree). Group '${sfx}' has none.`);
       }
       if (sfx === '') continue;
     }
@@ -191,11 +193,13 @@ export function parseCandidateQuery(q: Query, minor: number): CandidateQuery {
   }
   if (!groups.length) throw pBadRequest(`At least one request group (resources or resources{N}) is required.`, CODE.missingValue);
 
+  const unknown = sameSubtree.flat().filter((sfx) => !groups.some((g) => g.suffix === sfx && sfx !== ''));
+  if (unknown.length) throw pBadRequest(`Real suffixes should be specified in same_subtree: ${unknown.join(', ')} not found in request groups.`, CODE.badValue);
   const policy = one(q, 'group_policy');
   if (policy !== undefined && !['none', 'isolate'].includes(policy)) {
     throw pBadRequest(`Invalid query string parameters: '${policy}' is not one of ['none', 'isolate']`, CODE.badValue);
   }
-  if (groups.filter((g) => g.suffix !== '').length > 1 && policy === undefined) {
+  if (groups.filter((g) => g.suffix !== '' && Object.keys(g.resources).length).length > 1 && policy === undefined) {
     throw pBadRequest('The "group_policy" parameter is required when specifying more than one "resources{N}" parameter.', CODE.missingValue);
   }
   let limit: number | undefined;
@@ -207,5 +211,5 @@ export function parseCandidateQuery(q: Query, minor: number): CandidateQuery {
   const rootReq = one(q, 'root_required');
   let rootRequired: CandidateQuery['rootRequired'];
   if (rootReq !== undefined) rootRequired = parseRequired([rootReq], minor, 'root_required');
-  return { groups, groupPolicy: policy as 'none' | 'isolate' | undefined, limit, rootRequired };
+  return { groups, groupPolicy: policy as 'none' | 'isolate' | undefined, limit, rootRequired, sameSubtree };
 }
