@@ -226,6 +226,33 @@ test('same_subtree with a resourceless group (1.36)', async () => {
   assert.equal((await P('GET', `${q}&same_subtree=_ACC,_NUMA`, '1.35')).status, 400);
 });
 
+test('reshaper moves inventory and allocations together, or nothing (1.30)', async () => {
+  const root = await provider('rs-root', { VCPU: { total: 4 }, MEMORY_MB: { total: 1024 } });
+  const c = randomUUID();
+  assert.equal((await P('PUT', `/allocations/${c}`, '1.30', { allocations: { [root]: { resources: { VCPU: 2, MEMORY_MB: 256 } } },
+    project_id: 'p', user_id: 'u', consumer_generation: null })).status, 204);
+  const child = (await P('POST', '/resource_providers', 'latest', { name: 'rs-numa0', parent_provider_uuid: root })).body.uuid;
+  const gen = async (rp: string) => (await P('GET', `/resource_providers/${rp}`)).body.generation;
+  // Dropping VCPU from the root while the consumer still holds it there: refused, nothing changes.
+  const bad = await P('POST', '/reshaper', '1.30', {
+    inventories: { [root]: { resource_provider_generation: await gen(root), inventories: { MEMORY_MB: { total: 1024 } } },
+      [child]: { resource_provider_generation: await gen(child), inventories: { VCPU: { total: 4 } } } },
+    allocations: {},
+  });
+  assert.equal(bad.status, 409, bad.text);
+  assert.deepEqual((await P('GET', `/resource_providers/${child}/inventories`)).body.inventories, {});
+  const ok = await P('POST', '/reshaper', '1.30', {
+    inventories: { [root]: { resource_provider_generation: await gen(root), inventories: { MEMORY_MB: { total: 1024 } } },
+      [child]: { resource_provider_generation: await gen(child), inventories: { VCPU: { total: 4 } } } },
+    allocations: { [c]: { allocations: { [root]: { resources: { MEMORY_MB: 256 } }, [child]: { resources: { VCPU: 2 } } },
+      project_id: 'p', user_id: 'u', consumer_generation: 0 } },
+  });
+  assert.equal(ok.status, 204, ok.text);
+  assert.deepEqual((await P('GET', `/resource_providers/${root}/usages`)).body.usages, { MEMORY_MB: 256 });
+  assert.deepEqual((await P('GET', `/resource_providers/${child}/usages`)).body.usages, { VCPU: 2 });
+  assert.equal((await P('POST', '/reshaper', '1.29', { inventories: {}, allocations: {} })).status, 404);
+});
+
 test('POST /allocations moves a consumer atomically; usages per project (1.38 by type)', async () => {
   const rp = await provider('post-host', { VCPU: { total: 4 }, MEMORY_MB: { total: 2048 } });
   const inst = randomUUID();
