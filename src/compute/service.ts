@@ -262,7 +262,8 @@ export class ComputeService {
           i.task = null;
         }
         if (i.observedGeneration >= i.generation && !i.task) i.taskState = null;
-        const settled = i.observedGeneration >= i.generation && !o.busy && !i.deleted;
+        // A failed request (fault) is not drift: the user sees the fault and asks again.
+        const settled = i.observedGeneration >= i.generation && !o.busy && !i.deleted && !i.fault;
         if (settled && (o.powerState === 'shutdown' || o.powerState === 'crashed') && i.desiredPower !== 'shutoff') {
           this.log.warn({ instance: i.id, host, powerState: o.powerState }, 'guest stopped on its own; recording it as shut off');
           i.desiredPower = 'shutoff';
