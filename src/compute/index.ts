@@ -56,6 +56,7 @@ export function createCompute(ctx: ServiceContext, deps: ComputeDeps): ComputeMo
       agentRoutes(app, { service, images: { describe: (id) => mod.images.describe(id), open: (id) => mod.images.open(id) }, token: agentToken });
     },
     async start() { agentToken(); },
+    async stop() { service.close(); },
   };
   return mod;
 }

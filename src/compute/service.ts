@@ -52,6 +52,14 @@ export class ComputeService {
   /** 'host:<name>' on every desired change of that host; 'instance' with the record on every change. */
   readonly events = new EventEmitter();
 
+  private closing = false;
+
+  /** Ends pending watches (the controller is stopping). */
+  close(): void {
+    this.closing = true;
+    this.events.emit('close');
+  }
+
   constructor(db: import('kysely').Kysely<any>, private readonly log: Logger) {
     this.store = new ComputeStore(db);
     this.events.setMaxListeners(0);
@@ -209,7 +217,7 @@ export class ComputeService {
   }
 
   /** The desired state of a host's instances once its revision passes `since` (long poll). */
-  async watch(host: string, since: number, timeoutMs: number): Promise<DesiredState> {
+  async watch(host: string, since: number, timeoutMs: number, signal?: AbortSignal): Promise<DesiredState> {
     const deadline = Date.now() + timeoutMs;
     const ev = `host:${host}`;
     for (;;) {
@@ -217,11 +225,13 @@ export class ComputeService {
       let wake!: () => void;
       const woken = new Promise<void>((r) => { wake = r; });
       this.events.on(ev, wake);
+      this.events.on('close', wake);
+      signal?.addEventListener('abort', wake);
       let timer: NodeJS.Timeout | undefined;
       try {
         const h = await this.store.getHost(host);
         if (!h) throw notFound(`compute host ${host} is not registered`);
-        if (h.revision !== since || Date.now() >= deadline) {
+        if (h.revision !== since || Date.now() >= deadline || this.closing || signal?.aborted) {
           const instances = await this.store.listInstances({ host });
           return { revision: h.revision, instances: instances.map(toDesired) };
         }
@@ -230,6 +240,8 @@ export class ComputeService {
       } finally {
         clearTimeout(timer);
         this.events.off(ev, wake);
+        this.events.off('close', wake);
+        signal?.removeEventListener('abort', wake);
       }
     }
   }

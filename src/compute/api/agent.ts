@@ -85,7 +85,10 @@ export function agentRoutes(app: App, opts: { service: ComputeService; images: I
       },
     }, async (req) => {
       const since = req.query.since ?? -1;
-      return opts.service.watch(req.params.host, since, (req.query.wait ?? 0) * 1000);
+      // The agent hanging up (restart, kill) ends the wait.
+      const gone = new AbortController();
+      req.raw.once('close', () => gone.abort());
+      return opts.service.watch(req.params.host, since, (req.query.wait ?? 0) * 1000, gone.signal);
     });
 
     scope.post('/hosts/:host/observed', { schema: { params: HostParams, body: Report } }, async (req, reply) => {
