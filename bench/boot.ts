@@ -5,6 +5,8 @@
 // the difference is the agent's work: watch wake-up, image cache check, overlay and config
 // drive creation, daemonize, cgroup, QMP.
 import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import type { InstanceSpec } from '../src/agent/hypervisor/driver.js';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -32,7 +34,7 @@ async function untilMarker(file: string, timeoutMs = 300_000): Promise<void> {
   }
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2; };
 
 const T0 = performance.now();
 const phase = (what: string) => { if (process.env.BENCH_VERBOSE) console.error(`[${((performance.now() - T0) / 1000).toFixed(1)} s] ${what}`); };
@@ -55,37 +57,54 @@ async function main(): Promise<void> {
   try {
     console.log(`accelerator: ${agent.accel.accel} (${agent.accel.reason})`);
     for (let round = 1; round <= rounds; round++) {
-      // Through the agent.
-      const t0 = performance.now();
-      const inst = await svc.createInstance({ projectId: 'bench', name: `bench-${round}`, imageId: 'bench-image', vcpus: 1, ramMb: 256, diskGb: 0, host: 'bench-host',
-        keys: [{ name: 'k', publicKey: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDbench bench' }] });
-      const p = agent.driver.paths(inst.id);
-      let startedMs = 0;
-      const watchPid = setInterval(() => { if (!startedMs && existsSync(p.pid)) startedMs = performance.now() - t0; }, 5);
-      await untilMarker(p.console);
-      clearInterval(watchPid);
-      const agentMs = performance.now() - t0;
-      const spec = (await agent.driver.getSpec(inst.id))!;
-      await svc.deleteInstance(inst.id);
-      await svc.waitFor(inst.id, (i) => i === undefined, 60_000);
-      phase(`round ${round}: agent guest deleted`);
-
-      // By hand: the same arguments, over a copy of the same files, QEMU in the foreground.
-      rmSync(handDir, { recursive: true, force: true });
-      mkdirSync(handDir, { recursive: true });
-      const hp = { ...guestPaths(handDir, inst.id) };
-      mkdirSync(hp.dir, { recursive: true });
-      const base = readFileSync(join(dataDir, 'agent', 'images', 'bench-image.json'), 'utf8');
-      await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', (JSON.parse(base) as { path: string }).path, hp.disk]);
-      await buildIso(hp.configDrive, inst.id);
-      const args = qemuArgs(spec, hp, { accel: agent.accel.accel, hasConfigDrive: true, foreground: true });
-      const t1 = performance.now();
-      const child = spawn('qemu-system-x86_64', args, { stdio: 'ignore' });
-      pids.push(child.pid!);
-      await untilMarker(hp.console);
-      const handMs = performance.now() - t1;
-      child.kill('SIGKILL');
-      await new Promise((r) => child.once('exit', r));
+      let inst!: { id: string };
+      const viaAgent = async () => {
+        // Through the agent.
+        const t0 = performance.now();
+        inst = await svc.createInstance({ projectId: 'bench', name: `bench-${round}`, imageId: 'bench-image', vcpus: 1, ramMb: 256, diskGb: 0, host: 'bench-host',
+          keys: [{ name: 'k', publicKey: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDbench bench' }] });
+        const p = agent.driver.paths(inst.id);
+        let startedMs = 0;
+        const watchPid = setInterval(() => { if (!startedMs && existsSync(p.pid)) startedMs = performance.now() - t0; }, 5);
+        await untilMarker(p.console);
+        clearInterval(watchPid);
+        const agentMs = performance.now() - t0;
+        const spec = (await agent.driver.getSpec(inst.id))!;
+        await svc.deleteInstance(inst.id);
+        await svc.waitFor(inst.id, (i) => i === undefined, 60_000);
+        phase(`round ${round}: agent guest deleted`);
+        return { agentMs, startedMs, spec };
+      };
+      const byHand = async (spec: InstanceSpec, id: string) => {
+        // By hand: the same arguments, over a copy of the same files, QEMU in the foreground.
+        rmSync(handDir, { recursive: true, force: true });
+        mkdirSync(handDir, { recursive: true });
+        const hp = { ...guestPaths(handDir, id) };
+        mkdirSync(hp.dir, { recursive: true });
+        const base = readFileSync(join(dataDir, 'agent', 'images', 'bench-image.json'), 'utf8');
+        await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', (JSON.parse(base) as { path: string }).path, hp.disk]);
+        await buildIso(hp.configDrive, id);
+        const args = qemuArgs(spec, hp, { accel: agent.accel.accel, hasConfigDrive: true, foreground: true });
+        const t1 = performance.now();
+        const child = spawn('qemu-system-x86_64', args, { stdio: 'ignore' });
+        pids.push(child.pid!);
+        await untilMarker(hp.console);
+        const handMs = performance.now() - t1;
+        child.kill('SIGKILL');
+        await new Promise((r) => child.once('exit', r));
+        return handMs;
+      };
+      // Alternate the order, so neither side always runs right after the other's guest.
+      let agentMs: number; let startedMs: number; let handMs: number;
+      if (round % 2 === 1) {
+        const a = await viaAgent();
+        ({ agentMs, startedMs } = a);
+        handMs = await byHand(a.spec, inst.id);
+      } else {
+        const spec = { id: randomUUID(), name: 'bench', vcpus: 1, ramMb: 256, diskGb: 0, nics: [] };
+        handMs = await byHand(spec, spec.id);
+        ({ agentMs, startedMs } = await viaAgent());
+      }
       rows.push({ round, agentMs, handMs, startedMs });
       console.log(`round ${round}: agent ${agentMs.toFixed(0)} ms (QEMU running after ${startedMs.toFixed(0)} ms), by hand ${handMs.toFixed(0)} ms, ratio ${(agentMs / handMs).toFixed(2)}${round === 1 ? ' (agent: cold image cache)' : ''}`);
     }
