@@ -53,6 +53,8 @@ export interface IdentityModule extends ServiceModule, TokenValidator {
   /** Registers a default limit if none exists yet (services call this at start for their resources). */
   ensureRegisteredLimit(q: Omit<LimitQuery, 'projectId'> & { defaultLimit: number; description?: string }): Promise<void>;
   getProject(id: string): Promise<ProjectInfo | undefined>;
+  /** A project by name in a domain (default: 'default'); services use it to find the bootstrap projects. */
+  findProject(name: string, domainId?: string): Promise<ProjectInfo | undefined>;
 }
 
 declare module 'fastify' {
@@ -119,6 +121,12 @@ export function createIdentity(ctx: ServiceContext): IdentityModule {
       const p = await core.project(id);
       if (!p) return undefined;
       return { id: p.id, name: p.name, domainId: p.domain_id, enabled: bool(p.enabled), parentId: p.parent_id };
+    },
+
+    async findProject(name, domainId = 'default') {
+      const r = await core.db.selectFrom('identity_projects').select('id')
+        .where('domain_id', '=', domainId).where('name', '=', name).executeTakeFirst();
+      return r ? module.getProject(r.id) : undefined;
     },
   };
   return module;

@@ -101,7 +101,7 @@ function boot(name: string, extra: string[]): Guest {
 }
 
 /** One QMP command on a fresh connection (greeting, qmp_capabilities, command). */
-async function qmpCommand(sock: string, execute: string): Promise<unknown> {
+async function qmpCommand(sock: string, execute: string, args?: Record<string, unknown>): Promise<unknown> {
   const c = createConnection(sock);
   const lines = createInterface({ input: c })[Symbol.asyncIterator]();
   const next = async () => JSON.parse((await lines.next()).value as string) as Record<string, unknown>;
@@ -109,7 +109,7 @@ async function qmpCommand(sock: string, execute: string): Promise<unknown> {
     await next(); // greeting
     c.write(JSON.stringify({ execute: 'qmp_capabilities' }) + '\n');
     await next();
-    c.write(JSON.stringify({ execute }) + '\n');
+    c.write(JSON.stringify({ execute, ...(args ? { arguments: args } : {}) }) + '\n');
     for (;;) {
       const msg = await next();
       if ('return' in msg) return msg.return;
@@ -156,7 +156,7 @@ test('marker parser and fingerprints agree with ssh-keygen', () => {
   assert.equal(m.shutdown, true);
 });
 
-test('boots from a config drive: key, hostname, user data, SSH login, ACPI power-off', async (t) => {
+test('boots from a config drive: key, hostname, user data, SSH login, NIC hot-plug, ACPI power-off', async (t) => {
   const cd = join(tmp, 'config-drive');
   writeTree(cd, {
     'openstack/latest/meta_data.json': JSON.stringify({
@@ -199,13 +199,21 @@ test('boots from a config drive: key, hostname, user data, SSH login, ACPI power
     `${GUEST_LOGIN_USER}@127.0.0.1`, 'true'], { encoding: 'utf8', timeout: 30_000 });
   assert.notEqual(pw.status, 0);
 
+  // A NIC plugged in later (interface attach) gets DHCP and its marker.
+  await qmpCommand(g.qmp, 'netdev_add', { type: 'user', id: 'n1', restrict: true });
+  await qmpCommand(g.qmp, 'device_add', { driver: 'virtio-net-pci', netdev: 'n1', id: 'nic1', mac: '52:54:00:aa:bb:02' });
+  const hot = await g.waitFor((x) => x.nets.length === 2, 'marker of the hot-plugged NIC', 60_000);
+  assert.deepEqual(hot.nets[1], { ifname: 'eth1', ip: '10.0.2.15/24', mac: '52:54:00:aa:bb:02' });
+
   // ACPI power button (what the agent's soft power-off does): a clean, quick shutdown.
   const exited = new Promise((r) => g.proc.once('exit', r));
   const t0 = Date.now();
   await qmpCommand(g.qmp, 'system_powerdown');
   await Promise.race([exited, new Promise((_, rej) => setTimeout(() => rej(new Error('no power-off within 30 s')), 30_000))]);
   t.diagnostic(`ACPI power-off took ${Date.now() - t0} ms`);
-  assert.ok(parseGuestMarkers(readFileSync(g.console, 'utf8')).shutdown, 'the shutdown marker is printed');
+  const final = parseGuestMarkers(readFileSync(g.console, 'utf8'));
+  assert.ok(final.shutdown, 'the shutdown marker is printed');
+  assert.equal(new Set(final.lines).size, final.lines.length, `a marker printed twice: ${final.lines.join(' | ')}`);
 });
 
 test('reads the OpenStack metadata service, and the EC2 paths when only those answer', async () => {
