@@ -11,6 +11,7 @@ import type {
   AgentTask, DesiredInstance, DesiredPower, DesiredState, HostHeartbeat, HostRegistration, ObservedInstance,
 } from './agent-protocol.js';
 import { ComputeStore, type HostRecord, type InstanceRecord } from './store.js';
+import { AgentCalls } from './calls.js';
 
 export interface CreateInstanceInput {
   id?: string;
@@ -49,6 +50,7 @@ const ACTIONS: Record<Action, { from: DesiredPower[]; to: DesiredPower; taskStat
 
 export class ComputeService {
   readonly store: ComputeStore;
+  readonly calls: AgentCalls;
   /** 'host:<name>' on every desired change of that host; 'instance' with the record on every change. */
   readonly events = new EventEmitter();
 
@@ -63,6 +65,7 @@ export class ComputeService {
   constructor(db: import('kysely').Kysely<any>, private readonly log: Logger) {
     this.store = new ComputeStore(db);
     this.events.setMaxListeners(0);
+    this.calls = new AgentCalls(db, this.store, this.events);
   }
 
   // --- instances: desired state ----------------------------------------------------------------
@@ -157,6 +160,27 @@ export class ComputeService {
     }, { allowDeleted: true, allowTask: true });
   }
 
+  /**
+   * Serial console output, read by the host's agent: bytes from `offset` (negative: the last
+   * -offset bytes), at most `maxBytes`. `next` is the offset to ask for next time.
+   */
+  async consoleOutput(id: string, opts: { offset?: number; maxBytes?: number } = {}): Promise<{ text: string; next: number; size: number }> {
+    const i = await this.store.getInstance(id);
+    if (!i) throw notFound(`Instance ${id} could not be found.`);
+    const r = await this.calls.ask(i.host, { type: 'console', instanceId: id, offset: opts.offset ?? 0, maxBytes: Math.min(opts.maxBytes ?? 65536, 1024 * 1024) });
+    return { text: Buffer.from(String(r.data ?? ''), 'base64').toString('utf8'), next: Number(r.next ?? 0), size: Number(r.size ?? 0) };
+  }
+
+  /** Where the guest's VNC server listens on its host (for the console proxy); undefined when not running. */
+  async vncAddress(id: string): Promise<{ unixSocket: string } | { host: string; port: number } | undefined> {
+    const i = await this.store.getInstance(id);
+    if (!i) throw notFound(`Instance ${id} could not be found.`);
+    const r = await this.calls.ask(i.host, { type: 'vnc', instanceId: id });
+    if (typeof r.unixSocket === 'string') return { unixSocket: r.unixSocket };
+    if (typeof r.host === 'string' && typeof r.port === 'number') return { host: r.host, port: r.port };
+    return undefined;
+  }
+
   /** Resolves with the instance once `pred` holds (or undefined once it is gone), rejects on timeout. */
   waitFor(id: string, pred: (i: InstanceRecord | undefined) => boolean, timeoutMs: number): Promise<InstanceRecord | undefined> {
     return new Promise((resolve, reject) => {
@@ -232,8 +256,8 @@ export class ComputeService {
         const h = await this.store.getHost(host);
         if (!h) throw notFound(`compute host ${host} is not registered`);
         if (h.revision !== since || Date.now() >= deadline || this.closing || signal?.aborted) {
-          const instances = await this.store.listInstances({ host });
-          return { revision: h.revision, instances: instances.map(toDesired) };
+          const [instances, calls] = await Promise.all([this.store.listInstances({ host }), this.calls.pending(host)]);
+          return { revision: h.revision, instances: instances.map(toDesired), ...(calls.length ? { calls } : {}) };
         }
         // Re-read every 2 s as well: another controller may have made the change.
         await Promise.race([woken, new Promise<void>((r) => { timer = setTimeout(r, Math.min(2000, Math.max(0, deadline - Date.now()))); })]);

@@ -97,6 +97,23 @@ export function agentRoutes(app: App, opts: { service: ComputeService; images: I
       reply.code(204);
     });
 
+    scope.post('/hosts/:host/calls/:id', {
+      schema: {
+        params: Type.Object({ host: HostName, id: Type.String({ minLength: 1, maxLength: 64 }) }),
+        body: Type.Object({
+          ok: Type.Boolean(),
+          error: Type.Optional(Type.String({ maxLength: 4096 })),
+          result: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+        }, { additionalProperties: false }),
+      },
+      bodyLimit: 4 * 1024 * 1024, // console output, base64
+    }, async (req, reply) => {
+      if (!(await opts.service.calls.complete(req.params.host, req.params.id, req.body))) {
+        throw notFound(`call ${req.params.id} is not waiting (answered or timed out)`);
+      }
+      reply.code(204);
+    });
+
     scope.get('/images/:id', {
       schema: { params: Type.Object({ id: Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9._-]+$' }) }) },
     }, async (req, reply) => {
