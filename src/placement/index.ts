@@ -27,7 +27,7 @@ for (const r of ['resource_providers:create', 'resource_providers:update', 'reso
   'resource_providers:inventories:create', 'resource_providers:inventories:update', 'resource_providers:inventories:delete',
   'resource_providers:traits:update', 'resource_providers:traits:delete', 'resource_providers:aggregates:update',
   'resource_classes:create', 'resource_classes:update', 'resource_classes:delete', 'traits:update', 'traits:delete',
-  'allocations:update', 'allocations:delete', 'allocations:manage']) RULES[`placement:${r}`] = WRITE;
+  'allocations:update', 'allocations:delete', 'allocations:manage', 'reshaper:reshape']) RULES[`placement:${r}`] = WRITE;
 
 export interface PlacementModule extends ServiceModule {
   /** The in-process interface for compute (scheduler, host registration). */
