@@ -44,6 +44,9 @@ test('version discovery and microversion negotiation', async () => {
   const latest = await P('GET', '/resource_providers', 'latest');
   assert.equal(latest.headers.get('openstack-api-version'), 'placement 1.39');
   assert.match(latest.headers.get('vary') ?? '', /openstack-api-version/);
+  assert.equal(latest.headers.get('cache-control'), 'no-cache');
+  assert.ok(latest.headers.get('last-modified'));
+  assert.equal((await P('GET', '/resource_providers', '1.14')).headers.get('cache-control'), null);
   const tooNew = await P('GET', '/resource_providers', '1.99');
   assert.equal(tooNew.status, 406);
   assert.equal(tooNew.body.errors[0].max_version, '1.39');
