@@ -36,6 +36,8 @@ export interface CandidateQuery {
   summaryTraits?: boolean;
   /** Summarize every provider of the candidates' trees (HTTP), not only those in candidates. */
   summaryTrees?: boolean;
+  /** False before 1.29: candidates may not involve nested (non-root) providers. */
+  nestedAware?: boolean;
 }
 
 export interface AllocationCandidate {
@@ -225,6 +227,7 @@ export async function findCandidates(s: PlacementStore, q: CandidateQuery): Prom
           explored++;
           const c = combine(groups, pick, q.groupPolicy === 'isolate', cap, root);
           if (!c || !sameSubtreeOk(q.sameSubtree, c.mappings, parentOf)) return;
+          if (q.nestedAware === false && Object.keys(c.allocations).some((rp) => rows.get(rp)!.parent_uuid !== null)) return;
           // Only sharing providers can make two trees yield the same candidate.
           if (!sharing.length) { candidates.push(c); return; }
           const key = JSON.stringify([c.allocations, c.mappings]);
