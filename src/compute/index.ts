@@ -93,7 +93,7 @@ export function createCompute(ctx: ServiceContext, deps: ComputeDeps): ComputeMo
       await nova.routes(app);
     },
     async start() { agentToken(); await nova.start(); },
-    async stop() { await nova.stop(); },
+    async stop() { await nova.stop(); service.close(); },
   };
   return mod;
 }
