@@ -1,8 +1,19 @@
-// Identity (Keystone v3). PLACEHOLDER from the skeleton commit: the identity issue replaces it.
+// Identity (Keystone v3): the module the server composes, and the interface other services call.
+import type { FastifyRequest } from 'fastify';
 import type { AuthContext, TokenValidator } from '../core/auth.js';
-import { unauthorized } from '../core/errors.js';
+import { keystoneError, unauthorized } from '../core/errors.js';
+import { useErrorStyle, type App } from '../core/http.js';
 import type { CatalogEntry, ServiceContext, ServiceModule } from '../core/service.js';
-import { secret } from '../core/ids.js';
+import { authRoutes } from './api/auth.js';
+import type { Deps } from './api/common.js';
+import { registerResourceRoutes } from './api/routes.js';
+import { bootstrap } from './bootstrap.js';
+import { KeyRing } from './keys.js';
+import * as limits from './limits.js';
+import { identityMigrations } from './migrations.js';
+import { IDENTITY_RULES } from './policy.js';
+import { IdentityCore } from './service.js';
+import { bool } from './store.js';
 
 export interface BootstrapOptions {
   catalog: CatalogEntry[];
@@ -44,25 +55,71 @@ export interface IdentityModule extends ServiceModule, TokenValidator {
   getProject(id: string): Promise<ProjectInfo | undefined>;
 }
 
-export function createIdentity(ctx: ServiceContext): IdentityModule {
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** Routes that need no token (version discovery, POST /v3/auth/tokens). */
+    public?: boolean;
+  }
+}
+
+const V3_VERSION = 'v3.14';
+
+function versionDoc(baseUrl: string) {
   return {
+    id: V3_VERSION, status: 'stable', updated: '2020-04-07T00:00:00Z',
+    links: [{ rel: 'self', href: `${baseUrl}/identity/v3/` }],
+    'media-types': [{ base: 'application/json', type: 'application/vnd.openstack.identity-v3+json' }],
+  };
+}
+
+export function createIdentity(ctx: ServiceContext): IdentityModule {
+  ctx.policy.registerDefaults(IDENTITY_RULES);
+  const ring = new KeyRing(ctx.cfg.dataDir);
+  const core = new IdentityCore(ctx, ring);
+  const deps: Deps = { ctx, core };
+
+  const module: IdentityModule = {
     name: 'identity',
     prefix: '/identity',
-    migrations: {},
-    catalog: [{ type: 'identity', name: 'keystone', path: '/identity/v3' }],
-    async routes(app) {
-      app.get('/', async () => ({ versions: { values: [] } }));
+    migrations: identityMigrations,
+    catalog: [{ type: 'identity', name: 'keystone', description: 'Identity (Keystone v3)', path: '/identity/v3' }],
+
+    async routes(app: App) {
+      useErrorStyle(app, keystoneError);
+      app.get('/', { config: { public: true } }, async (_req, reply) => {
+        reply.code(300);
+        return { versions: { values: [versionDoc(ctx.baseUrl())] } };
+      });
+      await app.register(async (v3) => {
+        v3.addHook('onRequest', async (req: FastifyRequest) => {
+          if (req.routeOptions.config?.public) return;
+          const token = req.headers['x-auth-token'];
+          req.auth = await module.validateToken(typeof token === 'string' ? token : '');
+        });
+        v3.get('/', { config: { public: true } }, async () => ({ version: versionDoc(ctx.baseUrl()) }));
+        await authRoutes(v3, deps);
+        await registerResourceRoutes(v3, deps);
+      }, { prefix: '/v3' });
     },
-    async bootstrap() {
-      ctx.log.warn('identity placeholder');
-      return { adminPassword: secret(12), demoPassword: secret(12) };
+
+    async bootstrap(opts) {
+      return bootstrap(core.db, opts);
     },
-    async validateToken(): Promise<AuthContext> {
-      throw unauthorized();
+
+    async validateToken(token: string, opts?: { allowExpired?: boolean }): Promise<AuthContext> {
+      if (!token) throw unauthorized();
+      return core.authContext(await core.validate(token, { allowExpired: opts?.allowExpired }));
     },
-    async getLimit() { return undefined; },
-    async setProjectLimit() { throw new Error('not implemented yet'); },
-    async ensureRegisteredLimit() { /* placeholder */ },
-    async getProject() { return undefined; },
+
+    getLimit: (q) => limits.getLimit(core.db, q),
+    setProjectLimit: (q) => limits.setProjectLimit(core.db, q),
+    ensureRegisteredLimit: (q) => limits.ensureRegisteredLimit(core.db, q),
+
+    async getProject(id) {
+      const p = await core.project(id);
+      if (!p) return undefined;
+      return { id: p.id, name: p.name, domainId: p.domain_id, enabled: bool(p.enabled), parentId: p.parent_id };
+    },
   };
+  return module;
 }
