@@ -9,6 +9,7 @@ import { createLogger, type Logger } from './core/log.js';
 import { PolicyEngine } from './core/policy.js';
 import type { ServiceContext, ServiceModule } from './core/service.js';
 import { createIdentity, type IdentityModule } from './identity/index.js';
+import { createNetwork } from './network/index.js';
 import { writeClientConfig, type BootstrapCredentials } from './cli/clientconfig.js';
 
 export interface Cloud {
@@ -40,7 +41,8 @@ export async function startCloud(cfg: StratusConfig, opts: StartOptions = {}): P
   const ctx: ServiceContext = { cfg, db, log, policy, baseUrl: () => baseUrl };
 
   const identity = createIdentity(ctx);
-  const modules: ServiceModule[] = [identity];
+  const network = createNetwork(ctx, { identity });
+  const modules: ServiceModule[] = [identity, network];
 
   const applied = await migrate(db, Object.fromEntries(modules.map((m) => [m.name, m.migrations])));
   if (applied.length) log.info({ migrations: applied }, 'database migrated');

@@ -53,6 +53,8 @@ export interface IdentityModule extends ServiceModule, TokenValidator {
   /** Registers a default limit if none exists yet (services call this at start for their resources). */
   ensureRegisteredLimit(q: Omit<LimitQuery, 'projectId'> & { defaultLimit: number; description?: string }): Promise<void>;
   getProject(id: string): Promise<ProjectInfo | undefined>;
+  /** A project by name in a domain (default: the default domain), e.g. the bootstrap 'admin' project. */
+  findProject(name: string, domainId?: string): Promise<ProjectInfo | undefined>;
 }
 
 declare module 'fastify' {
@@ -117,6 +119,12 @@ export function createIdentity(ctx: ServiceContext): IdentityModule {
 
     async getProject(id) {
       const p = await core.project(id);
+      if (!p) return undefined;
+      return { id: p.id, name: p.name, domainId: p.domain_id, enabled: bool(p.enabled), parentId: p.parent_id };
+    },
+    async findProject(name, domainId = 'default') {
+      const p = await core.db.selectFrom('identity_projects').selectAll()
+        .where('name', '=', name).where('domain_id', '=', domainId).executeTakeFirst();
       if (!p) return undefined;
       return { id: p.id, name: p.name, domainId: p.domain_id, enabled: bool(p.enabled), parentId: p.parent_id };
     },

@@ -76,7 +76,20 @@ export class Core {
     readonly limits: Limits,
     readonly log: Logger,
     readonly cfg: NetConfig = DEFAULT_NET_CONFIG,
+    /** Limits read before a transaction began ("project/resource" -> limit). */
+    readonly prefetched: Map<string, number> = new Map(),
   ) {}
+
+  /**
+   * Reads the limits of `projectId` before a transaction: identity shares the database, and on
+   * SQLite (one connection) calling it from inside our transaction would wait on ourselves.
+   */
+  async prefetchLimits(projectId: string, resources: string[]): Promise<Map<string, number>> {
+    const m = new Map<string, number>();
+    if (!projectId) return m;
+    for (const r of resources) m.set(`${projectId}/${r}`, await this.limitOfDirect(projectId, r));
+    return m;
+  }
 
   now(): string {
     return isoSeconds(new Date());
@@ -159,6 +172,13 @@ export class Core {
   // ---- quotas ----
 
   async limitOf(projectId: string, resource: string): Promise<number> {
+    const cached = this.prefetched.get(`${projectId}/${resource}`);
+    if (cached !== undefined) return cached;
+    if (this.store.inTransaction) throw new Error(`network: limit ${projectId}/${resource} was not read before the transaction`);
+    return this.limitOfDirect(projectId, resource);
+  }
+
+  private async limitOfDirect(projectId: string, resource: string): Promise<number> {
     const v = await this.limits.getLimit({ projectId, serviceType: 'network', resourceName: resource });
     return v ?? QUOTA_RESOURCES[resource]!.default;
   }
@@ -179,10 +199,11 @@ export class Core {
   }
 
   /** Runs `fn` in a transaction, again (a few times) when a concurrent writer took a unique value first. */
-  async retrying<T>(fn: (core: Core) => Promise<T>): Promise<T> {
+  async retrying<T>(fn: (core: Core) => Promise<T>, quota?: { projectId: string; resources: string[] }): Promise<T> {
+    const limits = quota ? await this.prefetchLimits(quota.projectId, quota.resources) : new Map<string, number>();
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.store.tx((s) => fn(s === this.store ? this : new Core(s, this.limits, this.log, this.cfg)));
+        return await this.store.tx((s) => fn(new Core(s, this.limits, this.log, this.cfg, limits)));
       } catch (e) {
         const retriable = e instanceof RetryError || isUniqueViolation(e);
         if (!retriable) throw e;

@@ -242,7 +242,7 @@ async function associate(c: Core, caller: Caller, fip: Doc, portId: string | nul
   for (const i of ifaces) {
     if (!i.fixed_ips.some((f: FixedIp) => f.subnet_id === fixed.subnet_id)) continue;
     const r = await c.store.get('router', i.device_id);
-    if (r?.external_gateway_info?.network_id === fip.floating_network_id) { routerId = r.id; break; }
+    if (r?.external_gateway_info?.network_id === fip.floating_network_id) { routerId = r!.id; break; }
   }
   if (!routerId) {
     throw notFound(`External network ${fip.floating_network_id} is not reachable from subnet ${fixed.subnet_id}. ` +

@@ -164,3 +164,11 @@ export async function deleteRule(c: Core, caller: Caller, id: string): Promise<v
   const sg = await c.store.get('security_group', rule.security_group_id);
   if (sg) await c.store.update('security_group', c.touch(sg));
 }
+
+export async function updateRule(c: Core, caller: Caller, id: string, body: Record<string, any>): Promise<Doc> {
+  const rule = await c.owned(caller, 'security_group_rule', id);
+  c.enforce(caller, 'update_security_group_rule', c.target(rule));
+  if (body.description !== undefined) rule.description = body.description;
+  await c.store.update('security_group_rule', c.touch(rule));
+  return rule;
+}

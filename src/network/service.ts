@@ -25,6 +25,9 @@ export function projectCaller(projectId: string): Caller {
   };
 }
 
+const ownerOf = (caller: Caller, body: Record<string, any>): string =>
+  String(body.project_id ?? body.tenant_id ?? caller.projectId);
+
 export class NetworkService {
   readonly core: Core;
 
@@ -32,8 +35,8 @@ export class NetworkService {
     this.core = new Core(new NetworkStore(db.kysely, db.engine), limits, log, cfg);
   }
 
-  private run<T>(fn: (c: Core) => Promise<T>): Promise<T> {
-    return this.core.retrying(fn);
+  private run<T>(fn: (c: Core) => Promise<T>, projectId?: string, ...resources: string[]): Promise<T> {
+    return this.core.retrying(fn, projectId && resources.length ? { projectId, resources } : undefined);
   }
 
   // ---- reads ----
@@ -115,29 +118,33 @@ export class NetworkService {
 
   // ---- writes (one transaction each; retried when a concurrent writer won a unique value) ----
 
-  createNetwork = (caller: Caller, body: Record<string, any>) => this.run((c) => nets.createNetwork(c, caller, body));
+  createNetwork = (caller: Caller, body: Record<string, any>) => this.run((c) => nets.createNetwork(c, caller, body), ownerOf(caller, body), 'network');
   updateNetwork = (caller: Caller, id: string, body: Record<string, any>) => this.run((c) => nets.updateNetwork(c, caller, id, body));
   deleteNetwork = (caller: Caller, id: string) => this.run((c) => nets.deleteNetwork(c, caller, id));
-  createSubnet = (caller: Caller, body: Record<string, any>) => this.run((c) => nets.createSubnet(c, caller, body));
+  createSubnet = (caller: Caller, body: Record<string, any>) => this.run((c) => nets.createSubnet(c, caller, body), ownerOf(caller, body), 'subnet');
   updateSubnet = (caller: Caller, id: string, body: Record<string, any>) => this.run((c) => nets.updateSubnet(c, caller, id, body));
   deleteSubnet = (caller: Caller, id: string) => this.run((c) => nets.deleteSubnet(c, caller, id));
-  createPort = (caller: Caller, body: Record<string, any>) => this.run((c) => ports.createPort(c, caller, body));
+  createPort = (caller: Caller, body: Record<string, any>) => this.run((c) => ports.createPort(c, caller, body), ownerOf(caller, body), 'port');
   updatePort = (caller: Caller, id: string, body: Record<string, any>) => this.run((c) => ports.updatePort(c, caller, id, body));
   deletePort = (caller: Caller, id: string) => this.run((c) => ports.deletePort(c, caller, id));
-  createRouter = (caller: Caller, body: Record<string, any>) => this.run((c) => l3.createRouter(c, caller, body));
+  createRouter = (caller: Caller, body: Record<string, any>) => this.run((c) => l3.createRouter(c, caller, body), ownerOf(caller, body), 'router');
   updateRouter = (caller: Caller, id: string, body: Record<string, any>) => this.run((c) => l3.updateRouter(c, caller, id, body));
   deleteRouter = (caller: Caller, id: string) => this.run((c) => l3.deleteRouter(c, caller, id));
   addRouterInterface = (caller: Caller, id: string, body: Record<string, any>) => this.run((c) => l3.addInterface(c, caller, id, body));
   removeRouterInterface = (caller: Caller, id: string, body: Record<string, any>) => this.run((c) => l3.removeInterface(c, caller, id, body));
-  createFloatingIp = (caller: Caller, body: Record<string, any>) => this.run((c) => l3.createFloatingIp(c, caller, body));
+  createFloatingIp = (caller: Caller, body: Record<string, any>) => this.run((c) => l3.createFloatingIp(c, caller, body), ownerOf(caller, body), 'floatingip');
   updateFloatingIp = (caller: Caller, id: string, body: Record<string, any>) => this.run((c) => l3.updateFloatingIp(c, caller, id, body));
   deleteFloatingIp = (caller: Caller, id: string) => this.run((c) => l3.deleteFloatingIp(c, caller, id));
-  createSecurityGroup = (caller: Caller, body: Record<string, any>) => this.run((c) => sgs.createSecurityGroup(c, caller, body));
+  createSecurityGroup = (caller: Caller, body: Record<string, any>) => this.run((c) => sgs.createSecurityGroup(c, caller, body), ownerOf(caller, body), 'security_group', 'security_group_rule');
   updateSecurityGroup = (caller: Caller, id: string, body: Record<string, any>) => this.run((c) => sgs.updateSecurityGroup(c, caller, id, body));
   deleteSecurityGroup = (caller: Caller, id: string) => this.run((c) => sgs.deleteSecurityGroup(c, caller, id));
-  createSecurityGroupRule = (caller: Caller, body: Record<string, any>) => this.run((c) => sgs.createRule(c, caller, body));
+  createSecurityGroupRule = async (caller: Caller, body: Record<string, any>) => {
+    const sg = await this.core.store.get('security_group', String(body.security_group_id ?? ''));
+    return this.run((c) => sgs.createRule(c, caller, body), sg?.project_id, 'security_group_rule');
+  };
+  updateSecurityGroupRule = (caller: Caller, id: string, body: Record<string, any>) => this.run((c) => sgs.updateRule(c, caller, id, body));
   deleteSecurityGroupRule = (caller: Caller, id: string) => this.run((c) => sgs.deleteRule(c, caller, id));
-  createRbacPolicy = (caller: Caller, body: Record<string, any>) => this.run((c) => createRbac(c, caller, body));
+  createRbacPolicy = (caller: Caller, body: Record<string, any>) => this.run((c) => createRbac(c, caller, body), ownerOf(caller, body), 'rbac_policy');
   updateRbacPolicy = (caller: Caller, id: string, body: Record<string, any>) => this.run((c) => updateRbac(c, caller, id, body));
   deleteRbacPolicy = (caller: Caller, id: string) => this.run((c) => deleteRbac(c, caller, id));
 
@@ -214,7 +221,7 @@ export class NetworkService {
         fixed_ips: o.fixedIp ? [{ ip_address: o.fixedIp }] : undefined, security_groups: sgIds,
         'binding:host_id': o.hostId ?? '', __admin: false,
       });
-    });
+    }, o.projectId, 'port');
   }
 
   /** Attaches an existing, unused port of the project to a server (`--nic port-id=`). */

@@ -55,6 +55,10 @@ type Exec = Kysely<any> | Transaction<any>;
 export class NetworkStore {
   constructor(private readonly db: Exec, readonly engine: Database['engine']) {}
 
+  get inTransaction(): boolean {
+    return this.db.isTransaction;
+  }
+
   /** Runs `fn` in one transaction; nested calls reuse the outer one. */
   async tx<T>(fn: (s: NetworkStore) => Promise<T>): Promise<T> {
     if (this.db.isTransaction) return fn(this);
