@@ -81,6 +81,13 @@ export async function allocateFixedIps(
     }
     await take(sub, text, true);
   }
+  // As Neutron: SLAAC subnets give every (non-router) port its EUI-64 address, asked for or not.
+  if (!ROUTER_OWNERS.includes(deviceOwner)) {
+    for (const s of subnets) {
+      const slaac = s.ipv6_address_mode === 'slaac' || s.ipv6_address_mode === 'dhcpv6-stateless';
+      if (slaac && !out.some((f) => f.subnet_id === s.id)) await auto(s);
+    }
+  }
   return out;
 }
 

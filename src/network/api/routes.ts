@@ -53,7 +53,7 @@ export async function networkRoutes(app: App, d: Deps): Promise<void> {
       const auth = authOf(req);
       return { projectId: auth.projectId ?? '', isAdmin: isAdmin(auth), check: (rule, target) => policy.check(rule, auth, target) };
     };
-    const selfUrl = (req: FastifyRequest) => `${d.baseUrl()}/network${req.url}`;
+    const selfUrl = (req: FastifyRequest) => `${d.baseUrl()}${req.url}`;
 
     for (const { kind, path, collection } of COLLECTIONS) {
       const schemas = Schemas[kind];
