@@ -294,7 +294,8 @@ async function ensureDhcpPort(c: Core, net: Doc): Promise<void> {
   }
   const missing = subnets.filter((s) => !port.fixed_ips.some((f: { subnet_id: string }) => f.subnet_id === s.id));
   if (!missing.length) return;
-  const added = await allocateFixedIps(c, net, port.id, port.mac_address, missing.map((s) => ({ subnet_id: s.id })));
+  const added = await allocateFixedIps(c, net, port.id, port.mac_address, missing.map((s) => ({ subnet_id: s.id })), port.device_owner,
+    port.fixed_ips);
   port.fixed_ips = [...port.fixed_ips, ...added];
   await c.store.update('port', c.touch(port));
 }

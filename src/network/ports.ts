@@ -18,6 +18,7 @@ const ROUTER_OWNERS = ['network:router_interface', 'network:router_gateway', 'ne
  */
 export async function allocateFixedIps(
   c: Core, net: Doc, portId: string, mac: string, requested: FixedIpRequest[] | undefined, deviceOwner = '',
+  existing: FixedIp[] = [],
 ): Promise<FixedIp[]> {
   const subnets = await c.store.find('subnet', { network_id: net.id });
   const out: FixedIp[] = [];
@@ -85,7 +86,7 @@ export async function allocateFixedIps(
   if (!ROUTER_OWNERS.includes(deviceOwner)) {
     for (const s of subnets) {
       const slaac = s.ipv6_address_mode === 'slaac' || s.ipv6_address_mode === 'dhcpv6-stateless';
-      if (slaac && !out.some((f) => f.subnet_id === s.id)) await auto(s);
+      if (slaac && ![...out, ...existing].some((f) => f.subnet_id === s.id)) await auto(s);
     }
   }
   return out;
@@ -222,7 +223,7 @@ export async function updatePort(c: Core, caller: Caller, id: string, body: Reco
       formatIp(parseIp(w.ip_address)!.version, parseIp(w.ip_address)!.value) === k.ip_address));
     const dropped = port.fixed_ips.filter((f: FixedIp) => !keep.includes(f));
     await c.store.releaseIps(port.id, dropped.map((f: FixedIp) => f.ip_address));
-    port.fixed_ips = [...keep, ...(fresh.length ? await allocateFixedIps(c, net, port.id, port.mac_address, fresh, port.device_owner) : [])];
+    port.fixed_ips = [...keep, ...(fresh.length ? await allocateFixedIps(c, net, port.id, port.mac_address, fresh, port.device_owner, keep) : [])];
   }
   await c.store.update('port', c.touch(port));
   await c.store.setPortSecurityGroups(port.id, port.security_groups);

