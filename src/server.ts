@@ -10,6 +10,8 @@ import { PolicyEngine } from './core/policy.js';
 import type { ServiceContext, ServiceModule } from './core/service.js';
 import { createIdentity, type IdentityModule } from './identity/index.js';
 import { createNetwork } from './network/index.js';
+import { createPlacement, type PlacementModule } from './placement/index.js';
+import { createCompute, type ComputeModule } from './compute/index.js';
 import { writeClientConfig, type BootstrapCredentials } from './cli/clientconfig.js';
 
 export interface Cloud {
@@ -20,6 +22,8 @@ export interface Cloud {
   /** http://host:port the API answers at. */
   url: string;
   identity: IdentityModule;
+  placement: PlacementModule;
+  compute: ComputeModule;
   modules: ServiceModule[];
   /** Set on the start that created the bootstrap users (first start only). */
   credentials?: BootstrapCredentials;
@@ -42,7 +46,9 @@ export async function startCloud(cfg: StratusConfig, opts: StartOptions = {}): P
 
   const identity = createIdentity(ctx);
   const network = createNetwork(ctx, { identity });
-  const modules: ServiceModule[] = [identity, network];
+  const placement = createPlacement(ctx, { identity });
+  const compute = createCompute(ctx, { identity });
+  const modules: ServiceModule[] = [identity, network, placement, compute];
 
   const applied = await migrate(db, Object.fromEntries(modules.map((m) => [m.name, m.migrations])));
   if (applied.length) log.info({ migrations: applied }, 'database migrated');
@@ -81,7 +87,7 @@ export async function startCloud(cfg: StratusConfig, opts: StartOptions = {}): P
   log.info({ url: baseUrl, dataDir: cfg.dataDir, database: db.engine }, 'stratus is up');
 
   return {
-    cfg, app, db, log, url: baseUrl, identity, modules, credentials,
+    cfg, app, db, log, url: baseUrl, identity, placement, compute, modules, credentials,
     async stop() {
       ready = false;
       for (const m of [...modules].reverse()) await m.stop?.().catch((e) => log.error({ err: e }, `stopping ${m.name}`));
