@@ -75,7 +75,8 @@ test('network, subnet and port lifecycle', async () => {
   assert.equal(v4.ip_address, '10.1.0.101');
   const found = await tc.openstackJson(['port', 'list', '--fixed-ip', 'ip-address=10.1.0.20']);
   assert.deepEqual(found.map((x: { ID: string }) => x.ID), [p.id]);
-  await tc.openstackJson(['port', 'set', '--name', 'port1b', '--no-security-group', '--disable-port-security', '--no-allowed-address', p.id]);
+  const set = await tc.openstack(['port', 'set', '--name', 'port1b', '--no-security-group', '--disable-port-security', '--no-allowed-address', p.id]);
+  assert.equal(set.code, 0, set.stderr);
   const p2 = await tc.openstackJson(['port', 'show', p.id]);
   assert.equal(p2.port_security_enabled, false);
   assert.deepEqual(p2.security_group_ids, []);
