@@ -53,7 +53,7 @@ export interface IdentityModule extends ServiceModule, TokenValidator {
   /** Registers a default limit if none exists yet (services call this at start for their resources). */
   ensureRegisteredLimit(q: Omit<LimitQuery, 'projectId'> & { defaultLimit: number; description?: string }): Promise<void>;
   getProject(id: string): Promise<ProjectInfo | undefined>;
-  /** A project by name in a domain (default: the default domain), e.g. the bootstrap 'admin' project. */
+  /** A project by name in a domain (default: 'default'); services use it to find the bootstrap projects. */
   findProject(name: string, domainId?: string): Promise<ProjectInfo | undefined>;
 }
 
@@ -122,11 +122,11 @@ export function createIdentity(ctx: ServiceContext): IdentityModule {
       if (!p) return undefined;
       return { id: p.id, name: p.name, domainId: p.domain_id, enabled: bool(p.enabled), parentId: p.parent_id };
     },
+
     async findProject(name, domainId = 'default') {
-      const p = await core.db.selectFrom('identity_projects').selectAll()
-        .where('name', '=', name).where('domain_id', '=', domainId).executeTakeFirst();
-      if (!p) return undefined;
-      return { id: p.id, name: p.name, domainId: p.domain_id, enabled: bool(p.enabled), parentId: p.parent_id };
+      const r = await core.db.selectFrom('identity_projects').select('id')
+        .where('domain_id', '=', domainId).where('name', '=', name).executeTakeFirst();
+      return r ? module.getProject(r.id) : undefined;
     },
   };
   return module;

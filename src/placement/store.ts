@@ -1,6 +1,6 @@
 // Placement's tables, and nothing else: the SQL the service composes into transactions.
 // A store wraps either the database or an open transaction, so the service decides atomicity.
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import { nowIso } from '../core/ids.js';
 
 export interface ProviderRow {
@@ -81,6 +81,13 @@ export class PlacementStore {
     return q.orderBy('created_at').orderBy('uuid').execute() as Promise<ProviderRow[]>;
   }
 
+  /** Root providers, a page at a time in creation order. */
+  async rootPage(offset: number, size: number): Promise<string[]> {
+    const r = await this.db.selectFrom('placement_resource_providers').select('uuid').where('parent_uuid', 'is', null)
+      .orderBy('created_at').orderBy('uuid').limit(size).offset(offset).execute();
+    return r.map((x) => x.uuid as string);
+  }
+
   /** Every provider in the trees rooted at `roots`. */
   async treeMembers(roots: string[]): Promise<ProviderRow[]> {
     const out: ProviderRow[] = [];
@@ -148,6 +155,29 @@ export class PlacementStore {
   async inventoriesOfClasses(classes: string[]): Promise<InventoryRow[]> {
     const rows = await this.db.selectFrom('placement_inventories').selectAll().where('resource_class', 'in', classes).execute();
     return rows.map(numericInventory);
+  }
+
+  /**
+   * One pass for allocation candidates: every inventory of `classes` with its usage and its
+   * provider's row (the provider repeats per class; cheaper than a second round trip).
+   */
+  async capacityOfClasses(classes: string[], only: { roots?: string[]; rps?: string[] } = {}): Promise<Array<InventoryRow & { used: number; provider: ProviderRow }>> {
+    const list = sql.join(classes);
+    const narrow = only.roots ? sql`AND p.root_uuid IN (${sql.join(only.roots)})`
+      : only.rps ? sql`AND i.rp_uuid IN (${sql.join(only.rps)})` : sql``;
+    const r = await sql<any>`
+      SELECT i.rp_uuid, i.resource_class, i.total, i.reserved, i.min_unit, i.max_unit, i.step_size, i.allocation_ratio,
+             COALESCE((SELECT SUM(a.used) FROM placement_allocations a
+                        WHERE a.rp_uuid = i.rp_uuid AND a.resource_class = i.resource_class), 0) AS used,
+             p.name, p.generation, p.parent_uuid, p.root_uuid, p.created_at, p.updated_at
+        FROM placement_inventories i
+        JOIN placement_resource_providers p ON p.uuid = i.rp_uuid
+       WHERE i.resource_class IN (${list}) ${narrow}`.execute(this.db);
+    return r.rows.map((x) => ({
+      ...numericInventory(x), used: Number(x.used),
+      provider: { uuid: x.rp_uuid, name: x.name, generation: Number(x.generation), parent_uuid: x.parent_uuid,
+        root_uuid: x.root_uuid, created_at: x.created_at, updated_at: x.updated_at },
+    }));
   }
 
   async replaceInventories(rp: string, rows: InventoryRow[]): Promise<void> {

@@ -114,9 +114,18 @@ test('security groups: removing the SSH rule cuts SSH; removing and re-adding IC
   fx.serve(b, 22, 'hello-from-b');
   const got = await eventually(() => tcpConnect(a, '10.10.0.12', 22));
   assert.match(got ?? '', /hello-from-b/);
+  // An established session too: an echo server on b, a client on a that stays connected.
+  fx.serveEcho(b, 2222);
+  const sg2 = { ...sg, rules: [...sg.rules, rule('ingress', { protocol: 'tcp', portRangeMin: 2222, portRangeMax: 2222 })] };
+  await dp.converge(state({ securityGroups: [sg2] }));
+  const session = await eventually(() => fx.session(a, '10.10.0.12', 2222));
+  assert.ok(session, 'session open');
+  assert.equal(await session.say('one'), 'one');
   const noSsh = { ...sg, rules: sg.rules.filter((r) => r.id !== ssh.id && r.id !== icmp.id) };
   const r = await dp.converge(state({ securityGroups: [noSsh] }));
   assert.deepEqual(r.errors, []);
+  assert.equal(await session.say('two'), null, 'the established session is cut too');
+  session.close();
   assert.equal(await tcpConnect(a, '10.10.0.12', 22), null, 'SSH cut');
   assert.equal(await ping(a, '10.10.0.12'), false, 'ping cut');
   // The rules live in the bridge namespace's iptables, per port.
@@ -134,8 +143,9 @@ test('anti-spoofing: a guest cannot send from another IP or MAC, unless an allow
   await must('ip', ['-n', b, 'addr', 'add', '10.10.0.99/24', 'dev', 'eth0']);
   assert.equal((await inNs(b, 'ping', ['-c', '1', '-W', '1', '-I', '10.10.0.99', '10.10.0.11'])).code !== 0, true, 'spoofed source dropped');
   assert.ok(await ping(b, '10.10.0.11'), 'own address still works');
-  const pb2 = { ...pb, allowedAddressPairs: [{ ipAddress: '10.10.0.99' }] };
-  await dp.converge(state({}, [pa, pb2, pc, dhcpA]));
+  // A pair's CIDR overlapping the port's own address is fine.
+  const pb2 = { ...pb, allowedAddressPairs: [{ ipAddress: '10.10.0.96/30' }, { ipAddress: '10.10.0.0/24' }] };
+  assert.deepEqual((await dp.converge(state({}, [pa, pb2, pc, dhcpA]))).errors, []);
   let ok = false;
   for (let i = 0; i < 5 && !ok; i++) ok = (await inNs(b, 'ping', ['-c', '1', '-W', '1', '-I', '10.10.0.99', '10.10.0.11'])).code === 0;
   assert.ok(ok, 'allowed address pair may be used');

@@ -11,6 +11,7 @@ const owner = { projectId: 'p-1', userId: 'u-1' };
 
 before(async () => {
   tc = await startTestCloud();
+  await (tc.cloud.modules.find((m) => m.name === 'placement') as PlacementModule).service.createResourceClass('CUSTOM_PAGE', true);
   pl = (tc.cloud.modules.find((m) => m.name === 'placement') as PlacementModule).client;
 });
 after(async () => { await tc?.stop(); });
@@ -25,6 +26,9 @@ test('ensureHostProvider is idempotent and only bumps the generation on change',
   const c = await pl.ensureHostProvider({ ...spec, inventories: { ...spec.inventories, DISK_GB: { total: 100 } } });
   assert.equal(c.generation, b.generation + 1);
   assert.deepEqual(await pl.providerUsages(a.uuid), { DISK_GB: 0, MEMORY_MB: 0, VCPU: 0 });
+  // Agents racing to register the same host end up with one provider.
+  const racing = await Promise.all(Array.from({ length: 5 }, () => pl.ensureHostProvider({ name: 'host-race', inventories: { VCPU: { total: 2 } } })));
+  assert.equal(new Set(racing.map((r) => r.uuid)).size, 1);
 });
 
 test('candidates: capacity math, traits, aggregates, min/max/step', async () => {
@@ -46,7 +50,7 @@ test('candidates: capacity math, traits, aggregates, min/max/step', async () => 
   assert.deepEqual(only(await pl.getCandidates({ resources: { VCPU: 1 }, memberOf: [[agg]] })), [h1.uuid]);
   assert.deepEqual(only(await pl.getCandidates({ resources: { VCPU: 1 }, forbiddenAggregates: [agg] })), [h2.uuid]);
 
-  const r = await pl.getCandidates({ resources: { VCPU: 1 }, inTree: h1.uuid });
+  const r = await pl.getCandidates({ resources: { VCPU: 1 }, inTree: h1.uuid, summaries: 'all' });
   assert.equal(r.candidates.length, 1);
   assert.deepEqual(r.candidates[0]!.allocations, { [h1.uuid]: { VCPU: 1 } });
   assert.deepEqual(r.summaries[h1.uuid]!.resources.VCPU, { capacity: 6, used: 0 });
@@ -68,6 +72,25 @@ test('candidates: nested tree and a sharing provider', async () => {
   const g = await pl.getCandidates({ resources: { VCPU: 1 }, groups: [{ suffix: '1', resources: { MEMORY_MB: 256 } }], inTree: root.uuid });
   assert.deepEqual(g.candidates[0]!.mappings, { '': [root.uuid], '1': [numa.uuid] });
   assert.ok(await pl.claim(randomUUID(), g.candidates[0]!.allocations, owner));
+});
+
+test('a limit reads trees page by page and agrees with the full answer', async () => {
+  // More trees than one page (100 roots), the last three marked: a limit must look past page one.
+  for (let i = 0; i < 130; i++) {
+    await pl.ensureHostProvider({ name: `page-${i}`, inventories: { VCPU: { total: 2 }, CUSTOM_PAGE: { total: 1 } },
+      traits: i >= 127 ? ['CUSTOM_LATE'] : [] });
+  }
+  const late = await pl.getCandidates({ resources: { CUSTOM_PAGE: 1 }, required: ['CUSTOM_LATE'] });
+  assert.equal(late.candidates.length, 3);
+  assert.deepEqual((await pl.getCandidates({ resources: { CUSTOM_PAGE: 1 }, required: ['CUSTOM_LATE'], limit: 2 })).candidates,
+    late.candidates.slice(0, 2));
+  const full = await pl.getCandidates({ resources: { VCPU: 1, CUSTOM_PAGE: 1 } });
+  assert.equal(full.candidates.length, 130);
+  for (const limit of [1, 3, 7, 10]) {
+    const some = await pl.getCandidates({ resources: { VCPU: 1, CUSTOM_PAGE: 1 }, limit });
+    assert.deepEqual(some.candidates, full.candidates.slice(0, limit));
+    assert.deepEqual(Object.keys(some.summaries).sort(), some.candidates.map((c) => c.rootUuid).sort());
+  }
 });
 
 test('20 concurrent claims on a small host: exactly the ones that fit succeed', async () => {

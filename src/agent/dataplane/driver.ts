@@ -120,7 +120,13 @@ export class LinuxDataplane {
     }
     await this.step(errors, 'shared segments', () => this.shared.collect(wantNs.has(br) ? br : null, log));
     for (const p of state.ports) if (ports.get(p.id) === undefined) ports.set(p.id, 'DOWN');
-    return { ports: Object.fromEntries(ports), changes: log.count, errors };
+    // Forget the firewall bookkeeping of routers that are gone.
+    const applied = this.applied();
+    const keep = new Set(['br-v4', 'br-v6', 'br-antispoof', ...routers.map((r) => `router-${r.router.id}`)]);
+    if (Object.keys(applied).some((k) => !keep.has(k))) {
+      this.saveApplied(Object.fromEntries(Object.entries(applied).filter(([k]) => keep.has(k))));
+    }
+    return { ports: Object.fromEntries(ports), changes: log.count, actions: log.lines.map((l) => l.slice(0, 300)), errors };
   }
 
   private async step(errors: string[], what: string, fn: () => Promise<void>): Promise<void> {

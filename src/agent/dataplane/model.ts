@@ -259,6 +259,8 @@ export interface ConvergeReport {
   ports: Record<string, 'ACTIVE' | 'DOWN'>;
   /** Number of changes made (0: the host already matched the desired state). */
   changes: number;
+  /** What was changed, one line each (the commands run), for the agent's log. */
+  actions?: string[];
   /** Problems that kept part of the state from being applied (the rest still was). */
   errors: string[];
 }
