@@ -3,7 +3,6 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startTestCloud, type TestCloud } from '../helpers/cloud.js';
-import type { NetworkModule } from '../../src/network/index.js';
 import { systemCaller } from '../../src/network/core.js';
 import { projectCaller, type NetworkService } from '../../src/network/service.js';
 import { defaultPools, formatIp, normalizeIp, parseCidr, parseIp, validatePools, eui64 } from '../../src/network/ipam.js';
@@ -14,7 +13,7 @@ let project: string;
 
 before(async () => {
   tc = await startTestCloud();
-  svc = (tc.cloud.modules.find((m) => m.name === 'network') as NetworkModule).service;
+  svc = tc.cloud.network.service;
   project = (await tc.cloud.identity.findProject('demo'))!.id;
 });
 after(async () => { await tc?.stop(); });
