@@ -26,6 +26,8 @@ export interface CandidateQuery {
   groups: RequestGroup[];
   groupPolicy?: 'none' | 'isolate';
   limit?: number;
+  /** Lists of group suffixes whose providers must share a subtree (1.36). */
+  sameSubtree?: string[][];
   /** Traits the root of the tree must have / must not have (1.35). */
   rootRequired?: { required: string[][]; forbidden: string[] };
   /** 'requested': only the requested classes in summaries (< 1.27); 'all': every class. */
@@ -68,8 +70,10 @@ type Cap = Map<string, Map<string, { inv: InventoryRow; free: number }>>;
 type Option = { slots: Slot[]; providers: string[] };
 
 export async function findCandidates(s: PlacementStore, q: CandidateQuery): Promise<CandidateResult> {
-  const groups = q.groups.filter((g) => Object.keys(g.resources).length > 0);
+  // Resourceless groups (1.36) only make sense inside a same_subtree: they name a provider.
+  const groups = q.groups.filter((g) => Object.keys(g.resources).length > 0 || g.suffix !== '');
   const classes = [...new Set(groups.flatMap((g) => Object.keys(g.resources)))];
+  const needTrees = groups.some((g) => !Object.keys(g.resources).length) || (q.sameSubtree?.length ?? 0) > 0;
   if (!classes.length) return { candidates: [], summaries: {} };
 
   // Only the trait and aggregate rows the request mentions (plus sharing markers).
@@ -153,8 +157,22 @@ export async function findCandidates(s: PlacementStore, q: CandidateQuery): Prom
   const rootTraitNeeded = !!q.rootRequired && (q.rootRequired.required.length > 0 || q.rootRequired.forbidden.length > 0);
 
   /** Finds the candidates of the trees in `rootOrder`, whose providers are `holders` (plus sharing ones). */
+  const parentOf = new Map<string, string | null>();
   const processTrees = async (holders: string[], rootOrder: string[]): Promise<void> => {
     const pool = [...holders, ...sharing];
+    // Whole trees, for resourceless groups and same_subtree (only when the request has them).
+    const membersOf = new Map<string, string[]>();
+    if (needTrees) {
+      for (const part of chunks(rootOrder)) {
+        for (const p of await s.treeMembers(part)) {
+          parentOf.set(p.uuid, p.parent_uuid);
+          if (!rows.has(p.uuid)) rows.set(p.uuid, p);
+          let l = membersOf.get(p.root_uuid);
+          if (!l) membersOf.set(p.root_uuid, (l = []));
+          l.push(p.uuid);
+        }
+      }
+    }
     // Per group and class: the providers that could take that amount on their own, indexed by
     // tree (sharing providers under every tree they serve): walking trees stays linear.
     const ableByRoot = groups.map((g) => {
@@ -186,9 +204,14 @@ export async function findCandidates(s: PlacementStore, q: CandidateQuery): Prom
       const perGroup: Option[][] = [];
       for (let gi = 0; gi < groups.length; gi++) {
         const g = groups[gi]!;
-        const here = ableByRoot[gi]!.get(root);
-        if (!here) break;
-        const opts = g.suffix === '' ? unsuffixedOptions(g, here, traits) : suffixedOptions(g, here);
+        let opts: Option[];
+        if (!Object.keys(g.resources).length) {
+          opts = (membersOf.get(root) ?? []).filter((rp) => passesOwn(g, rp, true)).map((rp) => ({ slots: [], providers: [rp] }));
+        } else {
+          const here = ableByRoot[gi]!.get(root);
+          if (!here) break;
+          opts = g.suffix === '' ? unsuffixedOptions(g, here, traits) : suffixedOptions(g, here);
+        }
         if (!opts.length) break;
         perGroup.push(opts);
       }
@@ -201,7 +224,7 @@ export async function findCandidates(s: PlacementStore, q: CandidateQuery): Prom
         if (gi === groups.length) {
           explored++;
           const c = combine(groups, pick, q.groupPolicy === 'isolate', cap, root);
-          if (!c) return;
+          if (!c || !sameSubtreeOk(q.sameSubtree, c.mappings, parentOf)) return;
           // Only sharing providers can make two trees yield the same candidate.
           if (!sharing.length) { candidates.push(c); return; }
           const key = JSON.stringify([c.allocations, c.mappings]);
@@ -245,6 +268,21 @@ export async function findCandidates(s: PlacementStore, q: CandidateQuery): Prom
   return { candidates, summaries };
 }
 
+/** same_subtree: one provider among the listed groups' providers is an ancestor of (or is) all the others. */
+function sameSubtreeOk(lists: string[][] | undefined, mappings: Record<string, string[]>, parentOf: Map<string, string | null>): boolean {
+  if (!lists?.length) return true;
+  const ancestors = (rp: string): Set<string> => {
+    const out = new Set<string>();
+    for (let cur: string | null | undefined = rp; cur && !out.has(cur); cur = parentOf.get(cur)) out.add(cur);
+    return out;
+  };
+  return lists.every((suffixes) => {
+    const providers = [...new Set(suffixes.flatMap((sfx) => mappings[sfx] ?? []))];
+    const lines = providers.map(ancestors);
+    return providers.some((top) => lines.every((line) => line.has(top)));
+  });
+}
+
 function suffixedOptions(g: RequestGroup, able: Map<string, string[]>): Option[] {
   const classes = Object.keys(g.resources);
   if (classes.some((rc) => !able.get(rc)?.length)) return [];
@@ -284,7 +322,7 @@ function combine(groups: RequestGroup[], pick: Option[], isolate: boolean, cap: 
   if (isolate) {
     const used = new Set<string>();
     for (let i = 0; i < groups.length; i++) {
-      if (groups[i]!.suffix === '') continue;
+      if (groups[i]!.suffix === '' || !Object.keys(groups[i]!.resources).length) continue;
       for (const rp of pick[i]!.providers) { if (used.has(rp)) return undefined; used.add(rp); }
     }
   }
