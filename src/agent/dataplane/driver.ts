@@ -222,7 +222,14 @@ export class LinuxDataplane {
     const br = this.names.bridgeNs;
     const b = bridgeName(n.id);
     if (n.segmentationType === 'vxlan') {
-      if (state.underlayIp === null) return null;
+      // A VXLAN device needs this host's tunnel endpoint and the underlay to carry it; without
+      // them the network stays local to this host (fine on a single host, an error with peers).
+      if (state.underlayIp === null || !this.cfg.underlay) {
+        if (state.vxlanPeers.some((p) => p.networkIds.includes(n.id) && p.underlayIp !== state.underlayIp)) {
+          throw new Error('VXLAN peers are listed but this host has no underlay (underlayIp and the underlay setting)');
+        }
+        return null;
+      }
       const v = vxlanName(n.segmentationId!);
       const l = have.get(v);
       if (l && l.local !== state.underlayIp) { await log.change('ip', ['-n', br, 'link', 'del', v]); have.delete(v); }
@@ -254,7 +261,7 @@ export class LinuxDataplane {
 
   /** Flood entries (00:00:00:00:00:00 dst PEER) on each VXLAN device towards the peers carrying its network. */
   private async convergeFdb(state: HostNetworkState, log: ChangeLog): Promise<void> {
-    if (state.underlayIp === null) return;
+    if (state.underlayIp === null || !this.cfg.underlay) return;
     const br = this.names.bridgeNs;
     for (const n of state.networks.filter((n) => n.segmentationType === 'vxlan')) {
       const dev = vxlanName(n.segmentationId!);

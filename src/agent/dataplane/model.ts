@@ -17,7 +17,8 @@ export interface HostNetworkState {
    * This host's VXLAN tunnel endpoint (underlay) IPv4 address. On an all-in-one or test
    * machine it lives on the Stratus underlay namespace's bridge (e.g. 172.16.255.1, .2, ... one
    * per agent: see docs/dataplane.md); it must never be the machine's uplink address.
-   * null: this host sends no VXLAN traffic (a single host needs none).
+   * null: this host sends no VXLAN traffic (a single host needs none). Used only when the agent's
+   * data plane has an underlay configured; without one, VXLAN networks stay local to the host.
    */
   underlayIp: string | null;
   /** The other hosts that carry VXLAN networks this host also carries (Neutron's l2pop flood list). */

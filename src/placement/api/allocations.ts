@@ -3,6 +3,7 @@ import { Type, type TSchema } from '@sinclair/typebox';
 import type { FastifyRequest } from 'fastify';
 import type { App } from '../../core/http.js';
 import type { ConsumerAllocations, AllocationMap } from '../allocations.js';
+import type { InventoryInput } from '../service.js';
 import type { CandidateQuery, RequestGroup } from '../candidates.js';
 import { findCandidates } from '../candidates.js';
 import { CODE, pBadRequest } from '../codes.js';
@@ -32,6 +33,21 @@ const allocationBody = (minor: number, forPost = false): TSchema => {
     ...(minor >= 38 ? { consumer_type: CTYPE } : {}),
   }, { additionalProperties: false });
 };
+
+const RESHAPE = Type.Object({
+  inventories: Type.Record(Type.String(), Type.Object({
+    resource_provider_generation: Type.Integer({ minimum: 0 }),
+    inventories: Type.Record(Type.String({ pattern: '^[A-Z0-9_]+$' }), Type.Object({
+      total: Type.Integer({ minimum: 1, maximum: 2147483647 }),
+      reserved: Type.Optional(Type.Integer({ minimum: 0, maximum: 2147483647 })),
+      min_unit: Type.Optional(Type.Integer({ minimum: 1, maximum: 2147483647 })),
+      max_unit: Type.Optional(Type.Integer({ minimum: 1, maximum: 2147483647 })),
+      step_size: Type.Optional(Type.Integer({ minimum: 1, maximum: 2147483647 })),
+      allocation_ratio: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
+    }, { additionalProperties: false })),
+  }, { additionalProperties: false })),
+  allocations: Type.Record(Type.String(), Type.Unknown()),
+}, { additionalProperties: false });
 
 interface AllocBody {
   allocations: Record<string, { resources: Record<string, number> }> | Array<{ resource_provider: { uuid: string }; resources: Record<string, number> }>;
@@ -105,6 +121,25 @@ export async function allocationRoutes(app: App, d: Deps): Promise<void> {
     reply.code(204).send();
   });
 
+  app.post('/reshaper', async (req, reply) => {
+    since(req, 30);
+    d.enforce(req, 'placement:reshaper:reshape');
+    const minor = mv(req);
+    const b = validate<{ inventories: Record<string, { resource_provider_generation: number; inventories: Record<string, InventoryInput> }>;
+      allocations: Record<string, unknown> }>(RESHAPE, req.body);
+    const invs = Object.entries(b.inventories).map(([rp, v]) => {
+      if (!isUuid(rp)) throw pBadRequest(`JSON does not validate: '${rp}' is not a resource provider uuid`);
+      return { rp: normUuid(rp), generation: v.resource_provider_generation, inventories: v.inventories };
+    });
+    for (const i of invs) await d.svc.provider(i.rp);
+    const entries = Object.entries(b.allocations).map(([c, v]) => {
+      if (!isUuid(c)) throw pBadRequest(`JSON does not validate: '${c}' is not a consumer uuid`);
+      return toEntry(normUuid(c), validate<AllocBody>(allocationBody(Math.max(minor, 28), true), v), Math.max(minor, 28));
+    });
+    await d.alloc.reshape(invs, entries, minor >= 26);
+    reply.code(204).send();
+  });
+
   app.get('/usages', async (req) => {
     since(req, 9);
     d.enforce(req, 'placement:usages');
@@ -130,6 +165,8 @@ export async function allocationRoutes(app: App, d: Deps): Promise<void> {
       .concat(query.rootRequired ? [...query.rootRequired.required.flat(), ...query.rootRequired.forbidden] : []))]);
     query.summaries = minor >= 27 ? 'all' : 'requested';
     query.summaryTraits = minor >= 17;
+    query.nestedAware = minor >= 29;
+    query.summaryTrees = minor >= 29;
     const r = await findCandidates(d.svc.store, query);
     const allocation_requests = r.candidates.map((c) => {
       const out: Record<string, unknown> = minor >= 12
