@@ -14,6 +14,7 @@ import { requestId } from './ids.js';
 export type App = FastifyInstance<RawServerDefault, RawRequestDefaultExpression, RawReplyDefaultExpression,
   FastifyBaseLogger, TypeBoxTypeProvider>;
 
+const BODYLESS = new Set(['DELETE', 'GET', 'HEAD']);
 const REQUEST_ID_HEADER = 'x-openstack-request-id';
 const VALID_REQUEST_ID = /^req-[0-9a-f-]{36}$/;
 
@@ -53,6 +54,9 @@ export function createHttpApp(opts: HttpOptions): App {
 
   app.addHook('onRequest', async (req, reply) => {
     reply.header('X-OpenStack-Request-Id', req.id);
+    // OpenStack clients (tempest's rest client, keystoneauth) send Content-Type: application/json
+    // on body-less DELETE/GET; that is no body, not an empty JSON document.
+    if (BODYLESS.has(req.method) && req.headers['content-length'] === '0') delete req.headers['content-type'];
   });
   app.addHook('onResponse', async (req, reply) => {
     const service = serviceOf(req.url);
