@@ -34,6 +34,7 @@ cleanup() {
   fi
 }
 trap cleanup EXIT
+trap "exit 130" INT TERM
 
 cd "$ROOT"
 npx tsc -p tsconfig.json 2>&1 | grep -v 'nodedir' || true

@@ -56,7 +56,10 @@ export function createHttpApp(opts: HttpOptions): App {
     reply.header('X-OpenStack-Request-Id', req.id);
     // OpenStack clients (tempest's rest client, keystoneauth) send Content-Type: application/json
     // on body-less DELETE/GET; that is no body, not an empty JSON document.
-    if (BODYLESS.has(req.method) && req.headers['content-length'] === '0') delete req.headers['content-type'];
+    const h = req.headers;
+    if (BODYLESS.has(req.method) && (h['content-length'] ?? '0') === '0' && h['transfer-encoding'] === undefined) {
+      delete h['content-type'];
+    }
   });
   app.addHook('onResponse', async (req, reply) => {
     const service = serviceOf(req.url);

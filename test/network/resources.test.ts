@@ -183,3 +183,11 @@ test('lists: filters, sorting, fields and paging with links', async () => {
   assert.deepEqual(external.map((x: { Name: string }) => x.Name), ['public']);
   for (const id of ids) assert.equal((await api(tc.url, 'DELETE', net(`/networks/${id}`), { token })).status, 204);
 });
+
+test('body-less DELETE with Content-Type: application/json (tempest, keystoneauth) is not an empty JSON body', async () => {
+  const n = await api(tc.url, 'POST', net('/networks'), { token, body: { network: { name: 'ct-delete' } } });
+  assert.equal(n.status, 201);
+  const del = await api(tc.url, 'DELETE', net(`/networks/${n.body.network.id}`),
+    { token, headers: { 'Content-Type': 'application/json' } });
+  assert.equal(del.status, 204, del.text);
+});
