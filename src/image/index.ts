@@ -14,6 +14,7 @@ import { IMAGE_POLICY } from './policy.js';
 import { ImageService, type Caller, type NewImage } from './service.js';
 import type { ImageRecord } from './store.js';
 import { ImageTransfer, type ImageData } from './transfer.js';
+import { agentImageSource, type AgentImageSource } from './source.js';
 
 export type { Caller, NewImage, ImageRecord, ImageData };
 
@@ -38,6 +39,8 @@ export interface ImageApi {
 }
 
 export interface ImageModule extends ServiceModule, ImageApi {
+  /** Compute's ImageSource: what host agents download (active qcow2/raw images, with SHA-256). */
+  agentSource: AgentImageSource;
   service: ImageService;
   transfer: ImageTransfer;
   config: ImageConfig;
@@ -69,6 +72,7 @@ export function createImage(ctx: ServiceContext, deps: { identity: IdentityModul
     migrations,
     catalog: [{ type: 'image', name: 'glance', description: 'Image service', path: '/image' }],
     config: cfg,
+    agentSource: agentImageSource(ready),
     get service() { return ready().svc; },
     get transfer() { return ready().transfer; },
     async routes(app) {
