@@ -51,7 +51,7 @@ export async function startCloud(cfg: StratusConfig, opts: StartOptions = {}): P
   const image = createImage(ctx, { identity });
   const network = createNetwork(ctx, { identity });
   const placement = createPlacement(ctx, { identity });
-  const compute = createCompute(ctx, { identity, images: image.agentSource });
+  const compute = createCompute(ctx, { identity });
   const modules: ServiceModule[] = [identity, image, network, placement, compute];
 
   const applied = await migrate(db, Object.fromEntries(modules.map((m) => [m.name, m.migrations])));

@@ -14,7 +14,6 @@ import { IMAGE_POLICY } from './policy.js';
 import { ImageService, type Caller, type NewImage } from './service.js';
 import type { ImageRecord } from './store.js';
 import { ImageTransfer, type ImageData } from './transfer.js';
-import { agentImageSource, type AgentImageSource } from './source.js';
 
 export type { Caller, NewImage, ImageRecord, ImageData };
 
@@ -39,8 +38,6 @@ export interface ImageApi {
 }
 
 export interface ImageModule extends ServiceModule, ImageApi {
-  /** Compute's ImageSource: what host agents download (active qcow2/raw images, with SHA-256). */
-  agentSource: AgentImageSource;
   service: ImageService;
   transfer: ImageTransfer;
   config: ImageConfig;
@@ -72,7 +69,6 @@ export function createImage(ctx: ServiceContext, deps: { identity: IdentityModul
     migrations,
     catalog: [{ type: 'image', name: 'glance', description: 'Image service', path: '/image' }],
     config: cfg,
-    agentSource: agentImageSource(ready),
     get service() { return ready().svc; },
     get transfer() { return ready().transfer; },
     async routes(app) {

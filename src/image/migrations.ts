@@ -60,14 +60,4 @@ export const migrations: ServiceMigrations = {
       }
     },
   },
-  // SHA-256 of the data, for host agents that verify their cached copies with it; computed once
-  // (at upload when the client declared one, else on first use).
-  '0002_sha256': {
-    async up(db: Kysely<any>) {
-      await db.schema.alterTable('image_images').addColumn('sha256', 'text').execute();
-    },
-    async down(db: Kysely<any>) {
-      await db.schema.alterTable('image_images').dropColumn('sha256').execute();
-    },
-  },
 };

@@ -142,7 +142,7 @@ export class ImageService {
       protected: input.protected ?? false, osHidden: input.os_hidden ?? false, owner,
       checksum: null, osHashAlgo: null, osHashValue: null, size: null, virtualSize: null,
       minDisk: input.min_disk ?? 0, minRam: input.min_ram ?? 0, diskFormat: input.disk_format ?? null,
-      containerFormat: input.container_format ?? null, stores: [], stagedSize: null, pendingImport: null, sha256: null,
+      containerFormat: input.container_format ?? null, stores: [], stagedSize: null, pendingImport: null,
       createdAt: now, updatedAt: now, tags: [...new Set(input.tags ?? [])], properties: { ...input.properties },
     };
     if (input.id !== undefined && !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(input.id)) {

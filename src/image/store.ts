@@ -28,8 +28,6 @@ export interface ImageRecord {
   stores: string[];
   stagedSize: number | null;
   pendingImport: PendingImport | null;
-  /** SHA-256 of the data (hex), once known. */
-  sha256: string | null;
   createdAt: string;
   updatedAt: string;
   tags: string[];
@@ -56,7 +54,7 @@ interface ImageRow {
   owner: string | null; checksum: string | null; os_hash_algo: string | null; os_hash_value: string | null;
   size: number | null; virtual_size: number | null; min_disk: number; min_ram: number;
   disk_format: string | null; container_format: string | null; stores: string; staged_size: number | null;
-  pending_import: string | null; sha256: string | null; created_at: string; updated_at: string;
+  pending_import: string | null; created_at: string; updated_at: string;
 }
 interface Tables {
   image_images: ImageRow;
@@ -329,7 +327,7 @@ function toRow(r: ImageRecord): ImageRow {
     os_hash_value: r.osHashValue, size: r.size, virtual_size: r.virtualSize, min_disk: r.minDisk, min_ram: r.minRam,
     disk_format: r.diskFormat, container_format: r.containerFormat, stores: r.stores.join(','),
     staged_size: r.stagedSize, pending_import: r.pendingImport ? JSON.stringify(r.pendingImport) : null,
-    sha256: r.sha256, created_at: r.createdAt, updated_at: r.updatedAt,
+    created_at: r.createdAt, updated_at: r.updatedAt,
   };
 }
 
@@ -338,7 +336,7 @@ const COLUMN: Record<string, keyof ImageRow> = {
   owner: 'owner', checksum: 'checksum', osHashAlgo: 'os_hash_algo', osHashValue: 'os_hash_value', size: 'size',
   virtualSize: 'virtual_size', minDisk: 'min_disk', minRam: 'min_ram', diskFormat: 'disk_format',
   containerFormat: 'container_format', stores: 'stores', stagedSize: 'staged_size', pendingImport: 'pending_import',
-  sha256: 'sha256', updatedAt: 'updated_at',
+  updatedAt: 'updated_at',
 };
 
 function partialRow(changes: ImageChanges): Partial<ImageRow> {
@@ -354,7 +352,7 @@ function partialRow(changes: ImageChanges): Partial<ImageRow> {
 const EMPTY: ImageRecord = {
   id: '', name: null, status: 'queued', visibility: 'shared', protected: false, osHidden: false, owner: null,
   checksum: null, osHashAlgo: null, osHashValue: null, size: null, virtualSize: null, minDisk: 0, minRam: 0,
-  diskFormat: null, containerFormat: null, stores: [], stagedSize: null, pendingImport: null, sha256: null, createdAt: '',
+  diskFormat: null, containerFormat: null, stores: [], stagedSize: null, pendingImport: null, createdAt: '',
   updatedAt: '', tags: [], properties: {},
 };
 
@@ -366,7 +364,7 @@ function fromRow(r: ImageRow): ImageRecord {
     size: r.size === null ? null : Number(r.size), virtualSize: r.virtual_size === null ? null : Number(r.virtual_size),
     minDisk: Number(r.min_disk), minRam: Number(r.min_ram), diskFormat: r.disk_format, containerFormat: r.container_format,
     stores: r.stores ? r.stores.split(',') : [], stagedSize: r.staged_size === null ? null : Number(r.staged_size),
-    pendingImport: r.pending_import ? JSON.parse(r.pending_import) as PendingImport : null, sha256: r.sha256,
+    pendingImport: r.pending_import ? JSON.parse(r.pending_import) as PendingImport : null,
     createdAt: r.created_at, updatedAt: r.updated_at, tags: [], properties: {},
   };
 }

@@ -341,6 +341,6 @@ export class ImageTransfer {
 function activeChanges(d: Digests, virtualSize: number | null, stores: string[]) {
   return {
     status: 'active' as const, size: d.size, checksum: d.md5, osHashAlgo: 'sha512', osHashValue: d.sha512,
-    virtualSize, stores, ...(d.sha256 ? { sha256: d.sha256 } : {}),
+    virtualSize, stores,
   };
 }

@@ -256,20 +256,3 @@ test('recovery after a crash: interrupted uploads back to queued, orphans remove
   assert.ok(!files.includes(`${img.id}.abc`));
   assert.ok(!files.includes('11111111-2222-3333-4444-555555555555'));
 });
-
-test('compute gets images for host agents from the image service, with SHA-256', async () => {
-  assert.equal(tc.cloud.compute.images, mod.agentSource, 'server.ts wires the image service into compute');
-  const file = qcow2(work.dir, 'agent.qcow2', '24M');
-  const img = await mod.createImage(alice, { name: 'for-agents', disk_format: 'qcow2', container_format: 'bare' });
-  await mod.uploadImageData(img.id, alice, { path: file });
-  const info = await mod.agentSource.describe(img.id);
-  const sha256 = createHash('sha256').update(readFileSync(file)).digest('hex');
-  assert.deepEqual(info, { id: img.id, sizeBytes: readFileSync(file).length, sha256, diskFormat: 'qcow2' });
-  assert.equal((await mod.service.store.get(img.id))!.sha256, sha256, 'computed once, then kept');
-  const chunks: Buffer[] = [];
-  for await (const c of await mod.agentSource.open(img.id)) chunks.push(c as Buffer);
-  assert.deepEqual(Buffer.concat(chunks), readFileSync(file));
-  assert.equal(await mod.agentSource.describe('00000000-0000-0000-0000-000000000000'), undefined);
-  const queued = await mod.createImage(alice, { name: 'no-data', disk_format: 'qcow2', container_format: 'bare' });
-  assert.equal(await mod.agentSource.describe(queued.id), undefined);
-});
