@@ -2,6 +2,8 @@
 import type { App } from '../../core/http.js';
 import { catalogRoutes } from './catalog.js';
 import type { Deps } from './common.js';
+import { credentialRoutes } from './creds.js';
+import { limitRoutes } from './limits.js';
 import { projectRoutes } from './projects.js';
 import { roleRoutes } from './roles.js';
 import { userRoutes } from './users.js';
@@ -11,4 +13,6 @@ export async function registerResourceRoutes(app: App, d: Deps): Promise<void> {
   await userRoutes(app, d);
   await roleRoutes(app, d);
   await catalogRoutes(app, d);
+  await credentialRoutes(app, d);
+  await limitRoutes(app, d);
 }

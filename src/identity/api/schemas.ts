@@ -81,3 +81,36 @@ export const EndpointUpdate = Type.Object({ endpoint: Type.Object({
 
 export const ImpliedRolePath = Type.Object({ prior: Id, implied: Id });
 export const IdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 255 }) });
+
+const RoleRef = Type.Object({ id: Type.Optional(Id), name: Type.Optional(Name), domain_id: Type.Optional(NullableId) });
+export const AppCredCreate = Type.Object({ application_credential: Type.Object({
+  name: Name, description: Type.Optional(Desc), secret: Type.Optional(Type.String({ minLength: 1, maxLength: 4096 })),
+  expires_at: Type.Optional(Type.Union([Type.String({ minLength: 10, maxLength: 64 }), Type.Null()])),
+  roles: Type.Optional(Type.Array(RoleRef, { maxItems: 100 })), unrestricted: Type.Optional(Type.Boolean()),
+  access_rules: Type.Optional(Type.Array(Type.Object({}), { maxItems: 0 })),
+}, { additionalProperties: false }) });
+
+export const Ec2Create = Type.Object({ tenant_id: Id, user_id: Type.Optional(Id) });
+
+export const CredentialCreate = Type.Object({ credential: Type.Object({
+  blob: Type.String({ minLength: 1, maxLength: 65535 }), type: Type.String({ minLength: 1, maxLength: 255 }),
+  user_id: Id, project_id: Type.Optional(NullableId),
+}) });
+export const CredentialUpdate = Type.Object({ credential: Type.Object({
+  blob: Type.Optional(Type.String({ minLength: 1, maxLength: 65535 })), type: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
+  user_id: Type.Optional(Id), project_id: Type.Optional(NullableId),
+}) });
+
+const LimitValue = Type.Integer({ minimum: -1, maximum: 2147483647 });
+const RegisteredLimit = Type.Object({
+  service_id: Id, region_id: Type.Optional(NullableId), resource_name: Type.String({ minLength: 1, maxLength: 255 }),
+  default_limit: LimitValue, description: Type.Optional(Desc),
+}, { additionalProperties: false });
+export const RegisteredLimitsCreate = Type.Object({ registered_limits: Type.Array(RegisteredLimit, { minItems: 1, maxItems: 100 }) });
+export const RegisteredLimitUpdate = Type.Object({ registered_limit: Type.Partial(RegisteredLimit) });
+const Limit = Type.Object({
+  project_id: Type.Optional(Id), domain_id: Type.Optional(Id), service_id: Id, region_id: Type.Optional(NullableId),
+  resource_name: Type.String({ minLength: 1, maxLength: 255 }), resource_limit: LimitValue, description: Type.Optional(Desc),
+}, { additionalProperties: false });
+export const LimitsCreate = Type.Object({ limits: Type.Array(Limit, { minItems: 1, maxItems: 100 }) });
+export const LimitUpdate = Type.Object({ limit: Type.Object({ resource_limit: Type.Optional(LimitValue), description: Type.Optional(Desc) }, { additionalProperties: false }) });
