@@ -10,6 +10,7 @@
 #   scripts/build-guest-image.sh [--force]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export PATH=$PATH:/usr/sbin:/sbin   # mkfs.fat, sfdisk, mke2fs, debugfs for non-root builders
 
 src=src/agent/guest-image
 out=build/guest
@@ -26,7 +27,7 @@ fi
 # Inputs: this script, every guest file, the versions of the packages whose files go in.
 pkgs=(linux-image-cloud-amd64 "$kpkg" busybox-static dropbear-bin libc6 libcrypt1 libgmp10
   libtomcrypt1 libtommath1 zlib1g syslinux syslinux-common mtools dosfstools e2fsprogs fdisk qemu-utils)
-inputs=$( { sha256sum "$0" $(find "$src" -type f | LC_ALL=C sort)
+inputs=$( { sha256sum <"$0"; (cd "$src" && sha256sum $(find . -type f ! -name '*.ts' | LC_ALL=C sort))
             dpkg-query -W -f='${Package}=${Version}\n' "${pkgs[@]}" 2>/dev/null; } | sha256sum | cut -c1-64)
 size() { du -h --apparent-size "$img" | cut -f1; }
 if [[ ${1:-} != --force && -f $img && -f $img.sha256 && "$(cat "$out/inputs.sha256" 2>/dev/null)" == "$inputs" ]]; then
@@ -37,10 +38,10 @@ fi
 start=$(date +%s.%N)
 mkdir -p "$out"
 work=$(mktemp -d "$out/work.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+[[ -n ${STRATUS_GUEST_KEEP_WORK:-} ]] || trap 'rm -rf "$work"' EXIT
 export MTOOLS_SKIP_CHECK=1
 # Reproducible where it is cheap: fixed ids and timestamps derived from the inputs.
-export E2FSPROGS_FAKE_TIME=1700000000
+export E2FSPROGS_FAKE_TIME=1700000000 SOURCE_DATE_EPOCH=1700000000
 fs_uuid=$(echo "$inputs" | sed -E 's/^(.{8})(.{4})(.{4})(.{4})(.{12}).*/\1-\2-\3-\4-\5/')
 
 # --- root filesystem -----------------------------------------------------------------
@@ -69,6 +70,7 @@ install -m 644 "$src/lib.sh" "$r/lib/stratus/lib.sh"
 install -m 644 "$src/metadata.sh" "$r/lib/stratus/metadata.sh"
 install -m 755 "$src/udhcpc.script" "$r/usr/share/udhcpc/default.script"
 install -m 755 "$src/power-button" "$r/etc/acpi/PWRF/00000080"
+install -m 755 "$src/hotplug" "$r/lib/stratus/hotplug"
 
 # The login user: SSH by key only (dropbear -s); "stratus" is its password on the
 # console (serial, VNC), as CirrOS has one. root: keys only.
@@ -112,6 +114,25 @@ done
 find "$r" "$i" -exec touch -h -d @1700000000 {} +
 (cd "$i" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --reproducible --quiet) | gzip -9n >"$work/initrd.img"
 
+# syslinux writes its files with the current time: give every short directory entry of
+# the FAT16 root directory one fixed time, so that the same inputs make the same image.
+fat_fix_times() {
+  local f=$1 u16 bps rsv nfat fatsz rootents off e attr first
+  u16() { od -An -tu2 -j "$1" -N2 "$f" | tr -d ' '; }
+  bps=$(u16 11) rsv=$(u16 14) fatsz=$(u16 22) rootents=$(u16 17)
+  nfat=$(od -An -tu1 -j 16 -N1 "$f" | tr -d ' ')
+  off=$(( (rsv + nfat * fatsz) * bps ))
+  for ((e = 0; e < rootents; e++)); do
+    first=$(od -An -tu1 -j $((off + e * 32)) -N1 "$f" | tr -d ' ')
+    (( first == 0 )) && break
+    attr=$(od -An -tu1 -j $((off + e * 32 + 11)) -N1 "$f" | tr -d ' ')
+    (( attr == 15 || first == 229 )) && continue     # long-name part, deleted entry
+    # bytes 13-19: creation time/date, access date; 22-25: write time/date (2023-11-14 00:00)
+    printf '\x00\x00\x00\x6e\x57\x6e\x57' | dd of="$f" bs=1 seek=$((off + e * 32 + 13)) conv=notrunc status=none
+    printf '\x00\x00\x6e\x57' | dd of="$f" bs=1 seek=$((off + e * 32 + 22)) conv=notrunc status=none
+  done
+}
+
 # --- disk: MBR, FAT16 boot partition (syslinux, kernel, initramfs), ext4 root ----------
 boot_mib=32 root_mib=223
 cat >"$work/syslinux.cfg" <<'EOF'
@@ -129,15 +150,18 @@ touch -d @1700000000 "$work/vmlinuz" "$work/syslinux.cfg" "$work/initrd.img"
 mkfs.fat -F 16 -n STRATUSBOOT -i 53545254 -h 2048 -C "$work/boot.img" $((boot_mib * 1024)) >/dev/null
 mcopy -m -i "$work/boot.img" "$work/vmlinuz" "$work/initrd.img" "$work/syslinux.cfg" ::/
 syslinux --install "$work/boot.img"
+fat_fix_times "$work/boot.img"
 
 mke2fs -q -t ext4 -L stratus-root -U "$fs_uuid" -E "root_owner=0:0,hash_seed=$fs_uuid" -m 1 \
   -d "$r" "$work/root.img" "${root_mib}M" >/dev/null
-if [[ $(id -u) -ne 0 ]]; then
-  # mke2fs -d keeps the builder's uid: make every file root's, as it is when built by root.
-  (cd "$r" && find . -mindepth 1 | sed 's|^\.||' | while read -r p; do
-     printf 'sif "%s" uid 0\nsif "%s" gid 0\n' "$p" "$p"; done) >"$work/chown.debugfs"
-  debugfs -w -f "$work/chown.debugfs" "$work/root.img" >/dev/null 2>&1
-fi
+# mke2fs -d copies each file's ctime (which touch cannot set) and owner (the builder's, when
+# not root): make them fixed and root's.
+(cd "$r" && find . -mindepth 1 | sed 's|^\.||' | while read -r p; do
+   printf 'sif "%s" ctime @1700000000\n' "$p"
+   [[ $(id -u) -eq 0 ]] || printf 'sif "%s" uid 0\nsif "%s" gid 0\n' "$p" "$p"
+ done
+ echo 'ssv kbytes_written 0') >"$work/fix.debugfs"
+debugfs -w -f "$work/fix.debugfs" "$work/root.img" >/dev/null 2>&1
 
 raw=$work/disk.raw
 truncate -s $((1 + boot_mib + root_mib))M "$raw"

@@ -123,11 +123,14 @@ const up: Command = {
     };
     writeFileSync(stateFile(dir), JSON.stringify(state, null, 2));
     if (firstStart && process.stdout.isTTY !== undefined) printCredentials(dir, cloud.url);
+    const { superviseLocalAgent } = await import('../agent/supervise.js');
+    const agent = cfg.startAgent ? superviseLocalAgent({ controllerUrl: cloud.url, dataDir: dir, log: cloud.log }) : undefined;
     let stopping = false;
     const stop = async (signal: string) => {
       if (stopping) return;
       stopping = true;
       cloud.log.info({ signal }, 'stopping');
+      await agent?.stop();
       await cloud.stop();
       try { unlinkSync(pidFile(dir)); } catch { /* already gone */ }
       process.exit(0);
@@ -153,6 +156,12 @@ const down: Command = {
       console.log('stratus is not running');
     }
     try { unlinkSync(pidFile(dir)); } catch { /* not there */ }
+    // Guests: powered off cleanly and brought back by the next `up` (desired state untouched);
+    // --purge destroys them with every file.
+    const { shutdownGuests } = await import('../agent/main.js');
+    const g = await shutdownGuests(dir, { purge: !!flags.purge });
+    if (g.stopped.length) console.log(`powered off ${g.stopped.length} guest(s); 'stratus up' brings them back`);
+    if (g.destroyed.length) console.log(`destroyed ${g.destroyed.length} guest(s)`);
     if (flags.purge) {
       rmSync(dir, { recursive: true, force: true });
       console.log(`purged ${dir}`);
@@ -210,4 +219,34 @@ const admin: Command = {
   },
 };
 
-export const commands: Record<string, Command> = { up, down, status, admin };
+const agent: Command = {
+  summary: 'run the host agent (--controller URL [--data-dir DIR] [--token-file F] [--host NAME] [--accel auto|kvm|tcg])',
+  options: {
+    ...dataDirOption, controller: { type: 'string' }, 'token-file': { type: 'string' }, host: { type: 'string' },
+    accel: { type: 'string' }, 'probe-image': { type: 'string' },
+  },
+  async run(flags) {
+    const dir = dataDirOf(flags);
+    const controller = typeof flags.controller === 'string' ? flags.controller : process.env.STRATUS_CONTROLLER_URL;
+    if (!controller) throw new Error('--controller URL is required (or STRATUS_CONTROLLER_URL)');
+    const tokenFile = String(flags['token-file'] ?? join(dir, 'agent-token'));
+    const token = process.env.STRATUS_AGENT_TOKEN ?? (existsSync(tokenFile) ? readFileSync(tokenFile, 'utf8').trim() : '');
+    if (!token) throw new Error(`no agent token: pass --token-file (default ${tokenFile}) or STRATUS_AGENT_TOKEN`);
+    const accel = String(flags.accel ?? process.env.STRATUS_AGENT_ACCEL ?? 'auto');
+    if (!['auto', 'kvm', 'tcg'].includes(accel)) throw new Error('--accel must be auto, kvm or tcg');
+    const { startAgent } = await import('../agent/main.js');
+    const a = await startAgent({
+      controllerUrl: controller, dataDir: dir, token, accel: accel as 'auto' | 'kvm' | 'tcg',
+      hostName: typeof flags.host === 'string' ? flags.host : undefined,
+      probeImage: typeof flags['probe-image'] === 'string' ? flags['probe-image'] : undefined,
+    });
+    const stop = async () => {
+      await a.stop();
+      process.exit(0);
+    };
+    process.on('SIGTERM', () => void stop());
+    process.on('SIGINT', () => void stop());
+  },
+};
+
+export const commands: Record<string, Command> = { up, down, status, agent, admin };

@@ -11,6 +11,8 @@ export class ApiError extends Error {
       type?: string;
       /** Extra response headers, e.g. `Retry-After`. */
       headers?: Record<string, string>;
+      /** Extra members of the error body (Placement's 406 carries min_version/max_version). */
+      fields?: Record<string, unknown>;
     } = {},
   ) {
     super(message);
@@ -43,6 +45,9 @@ export interface ErrorInfo {
   status: number;
   message: string;
   type?: string;
+  /** The request's X-OpenStack-Request-Id (Placement puts it in the body). */
+  requestId?: string;
+  fields?: Record<string, unknown>;
 }
 
 /** Renders an error as the body one family of OpenStack services returns. */
@@ -80,3 +85,11 @@ export const glanceError: ErrorFormatter = ({ status, message }) => {
   const title = HTTP_TITLES[status] ?? 'Error';
   return { code: `${status} ${title}`, title, message };
 };
+
+/** Placement: {"errors": [{"status", "title", "detail", "code", "request_id"}]}; `type` is the code. */
+export const placementError: ErrorFormatter = ({ status, message, type, requestId, fields }) => ({
+  errors: [{
+    status, title: HTTP_TITLES[status] ?? 'Error', detail: message,
+    code: type ?? 'placement.undefined_code', request_id: requestId, ...fields,
+  }],
+});

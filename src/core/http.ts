@@ -90,11 +90,11 @@ function serviceOf(url: string): string {
 /** The error handler of one service: renders ApiError and framework errors as `format` says. */
 export function errorHandler(format: ErrorFormatter) {
   return (err: FastifyError | ApiError | Error, req: FastifyRequest, reply: FastifyReply) => {
-    const { status, message, type, headers } = describeError(err);
+    const { status, message, type, headers, fields } = describeError(err);
     if (status >= 500) req.log.error({ err }, 'request failed');
     else req.log.debug({ err: err.message }, 'request refused');
     if (headers) reply.headers(headers);
-    reply.code(status).type('application/json').send(format({ status, message, type }));
+    reply.code(status).type('application/json').send(format({ status, message, type, requestId: String(req.id), fields }));
   };
 }
 
@@ -103,14 +103,16 @@ export function useErrorStyle(app: App, format: ErrorFormatter): void {
   app.setErrorHandler(errorHandler(format));
   app.setNotFoundHandler((req, reply) => {
     reply.code(404).type('application/json')
-      .send(format({ status: 404, message: `The resource could not be found: ${req.method} ${req.url.split('?')[0]}` }));
+      .send(format({ status: 404, message: `The resource could not be found: ${req.method} ${req.url.split('?')[0]}`, requestId: String(req.id) }));
   });
 }
 
 function describeError(err: FastifyError | ApiError | Error): {
-  status: number; message: string; type?: string; headers?: Record<string, string>;
+  status: number; message: string; type?: string; headers?: Record<string, string>; fields?: Record<string, unknown>;
 } {
-  if (err instanceof ApiError) return { status: err.status, message: err.message, type: err.extra.type, headers: err.extra.headers };
+  if (err instanceof ApiError) {
+    return { status: err.status, message: err.message, type: err.extra.type, headers: err.extra.headers, fields: err.extra.fields };
+  }
   const fe = err as FastifyError;
   if (fe.validation) {
     const v = fe.validation[0];

@@ -15,8 +15,9 @@ export interface HostNetworkState {
   hostId: string;
   /**
    * This host's VXLAN tunnel endpoint (underlay) IPv4 address. On an all-in-one or test
-   * machine it is a loopback address (127.0.0.1, 127.0.0.2, ... one per agent); it must never
-   * be the machine's uplink address. null: this host carries no VXLAN networks.
+   * machine it lives on the Stratus underlay namespace's bridge (e.g. 172.16.255.1, .2, ... one
+   * per agent: see docs/dataplane.md); it must never be the machine's uplink address.
+   * null: this host sends no VXLAN traffic (a single host needs none).
    */
   underlayIp: string | null;
   /** The other hosts that carry VXLAN networks this host also carries (Neutron's l2pop flood list). */
@@ -33,12 +34,26 @@ export interface HostNetworkState {
    * device; see `floatingIps`.
    */
   ports: PortSpec[];
+  /**
+   * For each network whose DHCP port is on this host: every port of that network on ANY host
+   * (dnsmasq here must answer guests elsewhere too, over VXLAN). Ports listed in `ports` may be
+   * repeated here or left out: the DHCP server uses both lists.
+   */
+  dhcpReservations: DhcpReservation[];
   /** Every security group used by a port above, with its rules. */
   securityGroups: SecurityGroupSpec[];
   /** Routers hosted on this host (their namespace, NAT and metadata proxy live here). */
   routers: RouterSpec[];
   /** Floating IPs associated with a port and NATed by a router hosted here. */
   floatingIps: FloatingIpSpec[];
+}
+
+/** A MAC → fixed IPs pin for a network's DHCP server. */
+export interface DhcpReservation {
+  portId: string;
+  networkId: string;
+  macAddress: string;
+  fixedIps: FixedIp[];
 }
 
 /** Another host's tunnel endpoint. */
@@ -225,7 +240,7 @@ export function tapNameFor(portId: string): string {
 
 /** An empty desired state: converging to it removes everything the data plane made on the host. */
 export function emptyHostNetworkState(hostId: string): HostNetworkState {
-  return { hostId, underlayIp: null, vxlanPeers: [], networks: [], subnets: [], ports: [],
+  return { hostId, underlayIp: null, vxlanPeers: [], networks: [], subnets: [], ports: [], dhcpReservations: [],
     securityGroups: [], routers: [], floatingIps: [] };
 }
 

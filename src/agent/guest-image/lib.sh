@@ -3,8 +3,30 @@
 export PATH=/sbin:/bin:/usr/sbin:/usr/bin
 
 # A console marker: one line, fixed prefix, parsed by the agent and the tests.
+# Also logged with the uptime to /var/log/boot.log (when rcS redirected stdout there).
+# After boot a getty prompt may hold the console line: start a fresh one.
 marker() {
-  echo "STRATUS-GUEST: $*" >/dev/console
+  if [ -f /run/stratus/booted ]; then
+    printf '\nSTRATUS-GUEST: %s\n' "$*" >/dev/console
+  else
+    echo "STRATUS-GUEST: $*" >/dev/console
+  fi
+  echo "[$(cut -d' ' -f1 /proc/uptime)] STRATUS-GUEST: $*"
+}
+
+# net_start <ifname>: DHCP on one NIC. udhcpc gives up waiting after ~3 s without a server
+# and keeps trying in the background; with a lease it stays to renew it.
+net_start() {
+  ip link set dev "$1" up
+  udhcpc -i "$1" -b -t 3 -T 1 -A 10 -S -s /usr/share/udhcpc/default.script \
+    -p "/run/udhcpc.$1.pid" -O mtu -O staticroutes -O search -x "hostname:$(hostname)"
+}
+
+# net_marker <ifname>: what the NIC got.
+net_marker() {
+  local addr
+  addr=$(cat "/run/stratus/net.$1" 2>/dev/null)
+  marker "net $1 ip=${addr:-none} mac=$(cat "/sys/class/net/$1/address")"
 }
 
 # json_flatten <file>: prints one "path<TAB>value" line per scalar of a JSON document,

@@ -61,9 +61,9 @@ md_ec2() {
   echo ec2 >"$MD/source"
 }
 
-# Only worth trying with an address: a service that does not answer costs MD_BUDGET s.
+# Only worth trying with a route to it: a service that does not answer costs MD_BUDGET s.
 md_service() {
-  ip -4 route show | grep -q . || return 1
+  ip -4 route get 169.254.169.254 >/dev/null 2>&1 || return 1
   local deadline=$(( $(date +%s) + MD_BUDGET )) left rc
   while :; do
     left=$(( deadline - $(date +%s) ))

@@ -1,0 +1,62 @@
+// The agent's side of the agent API (see compute/agent-protocol.ts): plain fetch with the agent token.
+import type { Readable } from 'node:stream';
+import { Readable as NodeReadable } from 'node:stream';
+import type {
+  DesiredState, HostHeartbeat, HostRegistration, ObservedInstance,
+} from '../compute/agent-protocol.js';
+
+export class ControllerClient {
+  private readonly base: string;
+
+  constructor(controllerUrl: string, private readonly token: string, readonly host: string) {
+    this.base = `${controllerUrl.replace(/\/+$/, '')}/compute/agent/v1`;
+  }
+
+  async register(reg: HostRegistration): Promise<{ revision: number }> {
+    const r = await this.call('PUT', `/hosts/${encodeURIComponent(this.host)}`, reg);
+    return (await r.json() as { host: { revision: number } }).host;
+  }
+
+  async heartbeat(hb: HostHeartbeat): Promise<void> {
+    await this.call('POST', `/hosts/${encodeURIComponent(this.host)}/heartbeat`, hb);
+  }
+
+  /** Long poll: returns when the host's revision differs from `since`, or after `waitSec`. */
+  async watch(since: number, waitSec: number, signal?: AbortSignal): Promise<DesiredState> {
+    const r = await this.call('GET', `/hosts/${encodeURIComponent(this.host)}/desired?since=${since}&wait=${waitSec}`, undefined, signal);
+    return await r.json() as DesiredState;
+  }
+
+  async report(instances: ObservedInstance[]): Promise<void> {
+    if (!instances.length) return;
+    await this.call('POST', `/hosts/${encodeURIComponent(this.host)}/observed`, { instances });
+  }
+
+  /** Image bytes with the controller's checksum and format. */
+  async image(id: string, method: 'GET' | 'HEAD' = 'GET'): Promise<{ sha256: string; format: 'qcow2' | 'raw'; size: number; body?: Readable }> {
+    const r = await this.call(method, `/images/${encodeURIComponent(id)}`);
+    const sha256 = r.headers.get('x-image-sha256') ?? '';
+    const format = r.headers.get('x-image-disk-format') === 'raw' ? 'raw' : 'qcow2';
+    const size = Number(r.headers.get('content-length') ?? 0);
+    if (method === 'HEAD' || !r.body) return { sha256, format, size };
+    return { sha256, format, size, body: NodeReadable.fromWeb(r.body as import('node:stream/web').ReadableStream) };
+  }
+
+  private async call(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<Response> {
+    const headers: Record<string, string> = { Authorization: `Bearer ${this.token}` };
+    if (body !== undefined) headers['Content-Type'] = 'application/json';
+    const r = await fetch(`${this.base}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal });
+    if (!r.ok) {
+      const text = await r.text().catch(() => '');
+      throw new ControllerError(r.status, `${method} ${path}: HTTP ${r.status} ${text.slice(0, 500)}`);
+    }
+    return r;
+  }
+}
+
+export class ControllerError extends Error {
+  constructor(readonly status: number, message: string) {
+    super(message);
+    this.name = 'ControllerError';
+  }
+}

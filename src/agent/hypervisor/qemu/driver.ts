@@ -1,0 +1,422 @@
+// The QEMU driver: every guest is a daemonized qemu-system-x86_64 (not a child of the agent, so it
+// outlives agent restarts), described entirely by files in its own directory (see cmdline.ts).
+// Operations on one guest are serialized (QMP admits one client at a time).
+import { createHash } from 'node:crypto';
+import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync,
+  unlinkSync, writeFileSync, openSync, readSync, closeSync } from 'node:fs';
+import type { Logger } from 'pino';
+import {
+  InvalidStateError, NotFoundError,
+  type BaseImage, type ConfigDriveSpec, type ConsoleChunk, type HypervisorDriver, type InstanceInfo,
+  type InstanceSpec, type PowerState, type RebootKind, type SnapshotResult, type VncAddress,
+} from '../driver.js';
+import { run } from '../../exec.js';
+import { buildConfigDrive } from './configdrive.js';
+import { guestPaths, qemuArgs, type Accelerator, type GuestPaths } from './cmdline.js';
+import { cgroupRoot, guestCgroup, isGuestProcess, launchQemu, readPidFile, removeCgroup, waitGone } from './process.js';
+import { withQmp, type QmpClient } from './qmp.js';
+
+export interface QemuDriverOptions {
+  /** DATA_DIR/agent/instances */
+  instancesDir: string;
+  accel: Accelerator;
+  log: Logger;
+  binary?: string;
+  /** Put each guest in its own cgroup when cgroup v2 is writable (default true). */
+  cgroups?: boolean;
+}
+
+const PAUSED_STATES = new Set(['paused', 'suspended', 'postmigrate', 'finish-migrate', 'inmigrate', 'prelaunch',
+  'restore-vm', 'save-vm', 'debug', 'colo']);
+const CRASHED_STATES = new Set(['guest-panicked', 'internal-error', 'io-error', 'watchdog']);
+
+export class QemuDriver implements HypervisorDriver {
+  readonly hypervisorType = 'QEMU' as const;
+  readonly accelerator: Accelerator;
+  readonly binary: string;
+  readonly cgroupRoot: string | undefined;
+  private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly lastState = new Map<string, PowerState>();
+
+  constructor(private readonly o: QemuDriverOptions) {
+    this.accelerator = o.accel;
+    this.binary = o.binary ?? 'qemu-system-x86_64';
+    mkdirSync(o.instancesDir, { recursive: true });
+    this.cgroupRoot = o.cgroups === false ? undefined : cgroupRoot();
+  }
+
+  paths(id: string): GuestPaths {
+    return guestPaths(this.o.instancesDir, id);
+  }
+
+  /** The full command line of a guest (also used by bench/boot to start one by hand). */
+  commandLine(spec: InstanceSpec, opts: { incoming?: boolean; foreground?: boolean } = {}): string[] {
+    const p = this.paths(spec.id);
+    return [this.binary, ...qemuArgs(spec, p, { accel: this.accelerator, hasConfigDrive: existsSync(p.configDrive), ...opts })];
+  }
+
+  async spawn(spec: InstanceSpec, image: BaseImage, configDrive: ConfigDriveSpec | undefined, opts: { start?: boolean } = {}): Promise<void> {
+    const p = this.paths(spec.id);
+    if (p.qmp.length > 100) throw new Error(`instance directory too deep for unix sockets: ${p.qmp}`);
+    await this.locked(spec.id, async () => {
+      const log = this.o.log.child({ instance: spec.id });
+      mkdirSync(p.dir, { recursive: true, mode: 0o700 });
+      writeAtomic(p.spec, JSON.stringify(spec, null, 2));
+      if (!existsSync(p.disk)) {
+        const part = `${p.disk}.part`;
+        const size = await this.targetSize(image, spec.diskGb);
+        await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', image.format, '-b', image.path, part, ...(size ? [String(size)] : [])]);
+        renameSync(part, p.disk);
+        log.info({ base: image.path, sizeBytes: size }, 'created overlay disk');
+      }
+      if (configDrive && !existsSync(p.configDrive)) {
+        await buildConfigDrive(configDrive, p.configDrive);
+        log.info('built config drive');
+      }
+      if (opts.start !== false) await this.start(spec.id);
+    });
+  }
+
+  async destroy(id: string): Promise<void> {
+    await this.locked(id, async () => {
+      const p = this.paths(id);
+      const pid = this.livePid(id);
+      if (pid) {
+        process.kill(pid, 'SIGKILL');
+        await waitGone(pid, id, 10_000);
+      }
+      await removeCgroup(guestCgroup(this.cgroupRoot, id));
+      rmSync(p.dir, { recursive: true, force: true });
+      this.lastState.delete(id);
+      this.o.log.info({ instance: id, pid }, 'destroyed guest');
+    });
+  }
+
+  async powerOn(id: string): Promise<void> {
+    await this.locked(id, async () => {
+      if (this.livePid(id)) return;
+      if (existsSync(this.paths(id).state)) await this.restore(id);
+      else await this.start(id);
+    });
+  }
+
+  async powerOff(id: string, timeoutSec: number): Promise<{ clean: boolean }> {
+    return this.locked(id, async () => {
+      const p = this.paths(id);
+      const pid = this.livePid(id);
+      if (!pid) {
+        // Stopping a suspended guest discards its saved memory, as a stop would.
+        rmSync(p.state, { force: true });
+        return { clean: true };
+      }
+      const clean = await this.acpiShutdown(id, pid, timeoutSec);
+      if (!clean) await this.hardStop(id, pid);
+      this.afterExit(id);
+      return { clean };
+    });
+  }
+
+  async reboot(id: string, kind: RebootKind, timeoutSec = 60): Promise<void> {
+    await this.locked(id, async () => {
+      const pid = this.livePid(id);
+      if (pid) {
+        const clean = kind === 'soft' ? await this.acpiShutdown(id, pid, timeoutSec) : false;
+        if (!clean) await this.hardStop(id, pid);
+        this.afterExit(id);
+      }
+      // A reboot from a suspended state boots afresh (the saved memory is discarded).
+      rmSync(this.paths(id).state, { force: true });
+      await this.start(id);
+    });
+  }
+
+  async pause(id: string): Promise<void> {
+    await this.locked(id, () => this.qmp(id, (c) => c.execute('stop')));
+  }
+
+  async unpause(id: string): Promise<void> {
+    await this.locked(id, () => this.qmp(id, (c) => c.execute('cont')));
+  }
+
+  async suspend(id: string): Promise<void> {
+    await this.locked(id, async () => {
+      const p = this.paths(id);
+      const pid = this.livePid(id);
+      if (!pid) {
+        if (existsSync(p.state)) return;
+        throw new InvalidStateError(`guest ${id} is not running; only a running or paused guest can be suspended`);
+      }
+      const part = `${p.state}.part`;
+      rmSync(part, { force: true });
+      const started = Date.now();
+      await this.qmp(id, async (c) => {
+        await c.execute('stop');
+        await c.execute('migrate', { uri: `exec:cat > ${shellQuote(part)}` });
+        await waitMigration(c, 300_000);
+      });
+      renameSync(part, p.state);
+      await this.hardStop(id, pid);
+      this.afterExit(id);
+      this.o.log.info({ instance: id, ms: Date.now() - started, bytes: statSync(p.state).size }, 'suspended guest to disk');
+    });
+  }
+
+  async resume(id: string): Promise<void> {
+    await this.locked(id, async () => {
+      if (this.livePid(id)) {
+        await this.qmp(id, (c) => c.execute('cont'));
+        return;
+      }
+      if (!existsSync(this.paths(id).state)) throw new InvalidStateError(`guest ${id} has no saved state to resume from`);
+      await this.restore(id);
+    });
+  }
+
+  async snapshot(id: string, dest: string): Promise<SnapshotResult> {
+    return this.locked(id, async () => {
+      const p = this.requireGuest(id);
+      const part = `${dest}.part`;
+      const pid = this.livePid(id);
+      let paused = false;
+      const started = Date.now();
+      try {
+        if (pid) {
+          // `stop` drains and flushes the disk, so reading it with -U (shared lock) is consistent.
+          const status = await this.qmp(id, (c) => c.execute<{ status: string }>('query-status'));
+          if (status.status === 'running') {
+            await this.qmp(id, (c) => c.execute('stop'));
+            paused = true;
+          }
+        }
+        await run('qemu-img', ['convert', ...(pid ? ['-U'] : []), '-f', 'qcow2', '-O', 'qcow2', p.disk, part]);
+      } finally {
+        if (paused) await this.qmp(id, (c) => c.execute('cont'));
+      }
+      renameSync(part, dest);
+      const info = JSON.parse(await run('qemu-img', ['info', '--output=json', dest])) as { 'virtual-size': number };
+      const result: SnapshotResult = {
+        path: dest, sizeBytes: statSync(dest).size, virtualSizeBytes: info['virtual-size'],
+        sha256: await sha256File(dest), format: 'qcow2',
+      };
+      this.o.log.info({ instance: id, ms: Date.now() - started, pausedMs: paused ? Date.now() - started : 0, dest }, 'snapshot taken');
+      return result;
+    });
+  }
+
+  async resize(id: string, flavor: { vcpus: number; ramMb: number; diskGb?: number }): Promise<void> {
+    await this.locked(id, async () => {
+      const p = this.requireGuest(id);
+      if (this.livePid(id) || existsSync(p.state)) throw new InvalidStateError(`guest ${id} must be stopped to be resized`);
+      const spec = this.readSpec(id)!;
+      if (flavor.diskGb && flavor.diskGb > spec.diskGb) {
+        const info = JSON.parse(await run('qemu-img', ['info', '--output=json', p.disk])) as { 'virtual-size': number };
+        const want = flavor.diskGb * 1024 ** 3;
+        if (want > info['virtual-size']) await run('qemu-img', ['resize', '-q', p.disk, String(want)]);
+        spec.diskGb = flavor.diskGb;
+      }
+      spec.vcpus = flavor.vcpus;
+      spec.ramMb = flavor.ramMb;
+      writeAtomic(p.spec, JSON.stringify(spec, null, 2));
+    });
+  }
+
+  async getInfo(id: string): Promise<InstanceInfo | undefined> {
+    const p = this.paths(id);
+    if (!existsSync(p.dir)) return undefined;
+    const spec = this.readSpec(id);
+    const pid = this.livePid(id);
+    const base = { id, pid, vcpus: spec?.vcpus ?? 0, ramMb: spec?.ramMb ?? 0, diskBytes: diskUsage(p.dir) };
+    if (!pid) {
+      const powerState: PowerState = existsSync(p.state) ? 'suspended' : 'shutdown';
+      return { ...base, pid: undefined, powerState, ...(this.locks.has(id) ? { busy: true } : {}) };
+    }
+    if (this.locks.has(id)) return { ...base, powerState: this.lastState.get(id) ?? 'running', busy: true };
+    let powerState: PowerState = this.lastState.get(id) ?? 'running';
+    try {
+      const s = await this.locked(id, () => this.qmp(id, (c) => c.execute<{ status: string }>('query-status'), 3000));
+      powerState = s.status === 'running' ? 'running'
+        : CRASHED_STATES.has(s.status) ? 'crashed'
+        : s.status === 'shutdown' ? 'shutdown'
+        : PAUSED_STATES.has(s.status) ? 'paused' : 'running';
+    } catch (e) {
+      this.o.log.warn({ instance: id, err: (e as Error).message }, 'QMP query-status failed');
+    }
+    this.lastState.set(id, powerState);
+    return { ...base, powerState };
+  }
+
+  async list(): Promise<InstanceInfo[]> {
+    const ids = readdirSync(this.o.instancesDir, { withFileTypes: true })
+      .filter((d) => d.isDirectory() && /^[0-9a-f-]{36}$/.test(d.name)).map((d) => d.name);
+    const infos = await Promise.all(ids.map((id) => this.getInfo(id)));
+    return infos.filter((i): i is InstanceInfo => !!i);
+  }
+
+  async readConsole(id: string, offset: number, maxBytes = 64 * 1024): Promise<ConsoleChunk> {
+    const p = this.requireGuest(id);
+    if (!existsSync(p.console)) return { data: Buffer.alloc(0), next: 0, size: 0 };
+    const size = statSync(p.console).size;
+    const start = Math.min(Math.max(0, offset), size);
+    const len = Math.min(maxBytes, size - start);
+    const data = Buffer.alloc(len);
+    const fd = openSync(p.console, 'r');
+    try { readSync(fd, data, 0, len, start); } finally { closeSync(fd); }
+    return { data, next: start + len, size };
+  }
+
+  async vncAddress(id: string): Promise<VncAddress | undefined> {
+    const p = this.paths(id);
+    return this.livePid(id) && existsSync(p.vnc) ? { unixSocket: p.vnc } : undefined;
+  }
+
+  async getSpec(id: string): Promise<InstanceSpec | undefined> {
+    return this.readSpec(id);
+  }
+
+  /** Pid of the guest's live QEMU, checked against /proc (never trusts the pid file alone). */
+  livePid(id: string): number | undefined {
+    const pid = readPidFile(this.paths(id).pid);
+    return pid && isGuestProcess(pid, id) ? pid : undefined;
+  }
+
+  // --- internals -----------------------------------------------------------------------------
+
+  private readSpec(id: string): InstanceSpec | undefined {
+    try { return JSON.parse(readFileSync(this.paths(id).spec, 'utf8')) as InstanceSpec; } catch { return undefined; }
+  }
+
+  private requireGuest(id: string): GuestPaths {
+    const p = this.paths(id);
+    if (!existsSync(p.spec)) throw new NotFoundError(id);
+    return p;
+  }
+
+  private async start(id: string, opts: { incoming?: boolean } = {}): Promise<number> {
+    const p = this.requireGuest(id);
+    const spec = this.readSpec(id)!;
+    // Sockets and pid file of a process that died without cleaning up.
+    for (const f of [p.qmp, p.vnc, p.pid]) rmSync(f, { force: true });
+    const [bin, ...args] = this.commandLine(spec, opts);
+    const started = Date.now();
+    await launchQemu(bin!, args, { cgroup: guestCgroup(this.cgroupRoot, id), logFile: p.log });
+    const pid = readPidFile(p.pid);
+    if (!pid) throw new Error(`qemu started but wrote no pid file for ${id}`);
+    this.lastState.set(id, opts.incoming ? 'paused' : 'running');
+    this.o.log.info({ instance: id, pid, ms: Date.now() - started, accel: this.accelerator }, 'started qemu');
+    return pid;
+  }
+
+  /** Starts QEMU waiting for the saved state, loads it, and lets the vCPUs run. */
+  private async restore(id: string): Promise<void> {
+    const p = this.paths(id);
+    const started = Date.now();
+    await this.start(id, { incoming: true });
+    await this.qmp(id, async (c) => {
+      await c.execute('migrate-incoming', { uri: `exec:cat ${shellQuote(p.state)}` });
+      await waitMigration(c, 300_000);
+      await c.execute('cont');
+    });
+    unlinkSync(p.state);
+    this.lastState.set(id, 'running');
+    this.o.log.info({ instance: id, ms: Date.now() - started }, 'resumed guest from saved state');
+  }
+
+  private async acpiShutdown(id: string, pid: number, timeoutSec: number): Promise<boolean> {
+    try {
+      await this.qmp(id, async (c) => {
+        const s = await c.execute<{ status: string }>('query-status');
+        // A paused guest cannot see the power button.
+        if (s.status !== 'running') await c.execute('cont').catch(() => undefined);
+        await c.execute('system_powerdown');
+      });
+    } catch (e) {
+      this.o.log.warn({ instance: id, err: (e as Error).message }, 'ACPI power button failed');
+      return false;
+    }
+    const clean = await waitGone(pid, id, timeoutSec * 1000);
+    this.o.log.info({ instance: id, clean, timeoutSec }, clean ? 'guest shut down' : 'guest ignored the power button');
+    return clean;
+  }
+
+  private async hardStop(id: string, pid: number): Promise<void> {
+    try {
+      await this.qmp(id, (c) => c.execute('quit'), 2000);
+    } catch { /* fall through to SIGKILL */ }
+    if (!(await waitGone(pid, id, 3000))) {
+      process.kill(pid, 'SIGKILL');
+      await waitGone(pid, id, 10_000);
+    }
+  }
+
+  private afterExit(id: string): void {
+    const p = this.paths(id);
+    for (const f of [p.qmp, p.vnc, p.pid]) rmSync(f, { force: true });
+    this.lastState.set(id, existsSync(p.state) ? 'suspended' : 'shutdown');
+  }
+
+  private async qmp<T>(id: string, fn: (c: QmpClient) => Promise<T>, timeoutMs?: number): Promise<T> {
+    if (!this.livePid(id)) throw new InvalidStateError(`guest ${id} is not running`);
+    return withQmp(this.paths(id).qmp, fn, timeoutMs);
+  }
+
+  private async targetSize(image: BaseImage, diskGb: number): Promise<number | undefined> {
+    if (!diskGb) return undefined;
+    const info = JSON.parse(await run('qemu-img', ['info', '--output=json', '-f', image.format, image.path])) as { 'virtual-size': number };
+    const want = diskGb * 1024 ** 3;
+    return want > info['virtual-size'] ? want : undefined;
+  }
+
+  /** Serializes operations on one guest; re-entrant calls from inside a locked section are not used. */
+  private async locked<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    for (;;) {
+      const cur = this.locks.get(id);
+      if (!cur) break;
+      await cur.catch(() => undefined);
+    }
+    const p = fn();
+    this.locks.set(id, p);
+    try {
+      return await p;
+    } finally {
+      if (this.locks.get(id) === p) this.locks.delete(id);
+    }
+  }
+}
+
+async function waitMigration(c: QmpClient, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const m = await c.execute<{ status?: string; 'error-desc'?: string }>('query-migrate');
+    if (m.status === 'completed') return;
+    if (m.status === 'failed' || m.status === 'cancelled') throw new Error(`migration ${m.status}: ${m['error-desc'] ?? ''}`);
+    if (Date.now() > deadline) throw new Error('saving/loading guest state timed out');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+
+function writeAtomic(path: string, text: string): void {
+  writeFileSync(`${path}.tmp`, text, { mode: 0o600 });
+  renameSync(`${path}.tmp`, path);
+}
+
+function diskUsage(dir: string): number {
+  let total = 0;
+  try {
+    for (const name of readdirSync(dir)) {
+      try {
+        const s = statSync(`${dir}/${name}`);
+        if (s.isFile()) total += s.blocks * 512;
+      } catch { /* vanished */ }
+    }
+  } catch { /* no dir */ }
+  return total;
+}
+
+export function sha256File(path: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const h = createHash('sha256');
+    createReadStream(path).on('data', (d) => h.update(d)).on('error', reject).on('end', () => resolve(h.digest('hex')));
+  });
+}

@@ -1,0 +1,195 @@
+// The host agent: registers its host, adopts the guests already running, watches the controller
+// for the desired state of its host (long poll, no broker), converges, reports, heartbeats.
+// Guests are daemonized QEMUs, not children: stopping or killing the agent leaves them running.
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Logger } from 'pino';
+import { createLogger } from '../core/log.js';
+import { ControllerClient, ControllerError } from './client.js';
+import { hostFacts, hostLoad } from './hostinfo.js';
+import { ImageCache } from './images.js';
+import { chooseAccelerator, type ProbeResult } from './hypervisor/qemu/accel.js';
+import { QemuDriver } from './hypervisor/qemu/driver.js';
+import { isAlive } from './hypervisor/qemu/process.js';
+import { Reconciler, markResumeOnStart } from './reconcile.js';
+
+export const AGENT_VERSION = '0.1.0';
+
+export interface AgentOptions {
+  controllerUrl: string;
+  dataDir: string;
+  token: string;
+  /** Host name registered with the controller (default: the machine's hostname). */
+  hostName?: string;
+  accel?: 'auto' | 'kvm' | 'tcg';
+  /** Image the KVM probe boots (default: the repository's test guest image). */
+  probeImage?: string;
+  log?: Logger;
+  observeIntervalMs?: number;
+  heartbeatIntervalMs?: number;
+  powerOffTimeoutSec?: number;
+}
+
+export interface RunningAgent {
+  host: string;
+  accel: ProbeResult;
+  driver: QemuDriver;
+  reconciler: Reconciler;
+  stop(): Promise<void>;
+}
+
+export function agentDirs(dataDir: string) {
+  const root = join(dataDir, 'agent');
+  return {
+    root, instances: join(root, 'instances'), images: join(root, 'images'), state: join(root, 'state'),
+    snapshots: join(root, 'snapshots'), pid: join(root, 'agent.pid'),
+  };
+}
+
+/** The test guest image built by scripts/build-guest-image.sh, relative to this installation. */
+export function defaultProbeImage(): string {
+  return join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'build', 'guest', 'stratus-test.qcow2');
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
+  const log = o.log ?? createLogger(process.env.STRATUS_LOG_LEVEL ?? 'info', 'stratus-agent');
+  const dirs = agentDirs(o.dataDir);
+  for (const d of [dirs.instances, dirs.images, dirs.state, dirs.snapshots]) mkdirSync(d, { recursive: true, mode: 0o700 });
+  claimPidFile(dirs.pid);
+  const host = o.hostName ?? hostname();
+
+  const accel = await chooseAccelerator({ mode: o.accel ?? 'auto', probeImage: o.probeImage ?? defaultProbeImage(), log });
+  log.info({ accel: accel.accel, reason: accel.reason }, 'accelerator chosen');
+  const driver = new QemuDriver({ instancesDir: dirs.instances, accel: accel.accel, log });
+  log.info({ cgroups: driver.cgroupRoot ?? 'unavailable: guests tracked by pid only' }, 'guest tracking');
+
+  // Adopt: guests already running (pid file + /proc check) are left exactly as they are.
+  for (const g of await driver.list()) {
+    if (g.pid) log.info({ instance: g.id, pid: g.pid, powerState: g.powerState }, 'adopted running guest');
+    else log.info({ instance: g.id, powerState: g.powerState }, 'found stopped guest');
+  }
+
+  const client = new ControllerClient(o.controllerUrl, o.token, host);
+  const images = new ImageCache(dirs.images, client, log);
+  const reconciler = new Reconciler({
+    driver, stateDir: dirs.state, snapshotDir: dirs.snapshots, log,
+    ensureImage: (id) => images.ensure(id),
+    report: (instances) => client.report(instances),
+    powerOffTimeoutSec: o.powerOffTimeoutSec,
+  });
+
+  let stopping = false;
+  const abort = new AbortController();
+  const facts = await hostFacts(o.dataDir, driver.binary);
+  const register = async () => {
+    for (let attempt = 1; !stopping; attempt++) {
+      try {
+        await client.register({ ...facts, hypervisorType: 'QEMU', accelerator: accel.accel, agentVersion: AGENT_VERSION });
+        log.info({ host, controller: o.controllerUrl }, 'registered with the controller');
+        return;
+      } catch (e) {
+        if (e instanceof ControllerError && e.status === 401) log.error('the controller refused the agent token');
+        else if (attempt === 1 || attempt % 30 === 0) log.warn({ err: (e as Error).message }, 'controller not reachable yet');
+        await sleep(Math.min(5000, 200 * attempt));
+      }
+    }
+  };
+  await register();
+
+  const watchLoop = (async () => {
+    let since = -1;
+    let failures = 0;
+    while (!stopping) {
+      try {
+        const state = await client.watch(since, 25, abort.signal);
+        failures = 0;
+        if (state.revision !== since) {
+          since = state.revision;
+          reconciler.setDesired(state);
+        }
+      } catch (e) {
+        if (stopping) break;
+        failures++;
+        if (e instanceof ControllerError && e.status === 404) await register(); // controller lost our host (new database)
+        else if (failures === 1 || failures % 30 === 0) log.warn({ err: (e as Error).message }, 'watch failed; retrying');
+        await sleep(Math.min(5000, 250 * failures));
+      }
+    }
+  })();
+
+  const every = (ms: number, fn: () => Promise<void>) => (async () => {
+    while (!stopping) {
+      await fn().catch((e) => log.warn({ err: (e as Error).message }, 'periodic task failed'));
+      for (let waited = 0; waited < ms && !stopping; waited += 100) await sleep(100);
+    }
+  })();
+  const observeLoop = every(o.observeIntervalMs ?? 2000, () => reconciler.observe());
+  const heartbeatLoop = every(o.heartbeatIntervalMs ?? 10_000, async () => {
+    const all = await driver.list();
+    await client.heartbeat({
+      ...hostLoad(), orphans: await reconciler.orphans(),
+      usedDiskBytes: all.reduce((s, g) => s + g.diskBytes, 0),
+    });
+  });
+
+  return {
+    host, accel, driver, reconciler,
+    async stop() {
+      if (stopping) return;
+      stopping = true;
+      abort.abort();
+      reconciler.stop();
+      await Promise.all([watchLoop, observeLoop, heartbeatLoop]);
+      // Let a step in progress finish (bounded), so its record is written; guests keep running.
+      await Promise.race([reconciler.idle(), sleep(20_000)]);
+      rmSync(dirs.pid, { force: true });
+      log.info('agent stopped; guests left running');
+    },
+  };
+}
+
+/** One agent per data dir: refuses to start next to a live one. */
+function claimPidFile(path: string): void {
+  if (existsSync(path)) {
+    const pid = Number(readFileSync(path, 'utf8').trim());
+    if (pid > 0 && pid !== process.pid && isAlive(pid) && readCmdline(pid).includes('agent')) {
+      throw new Error(`another agent (pid ${pid}) already manages ${dirname(dirname(path))}`);
+    }
+  }
+  writeFileSync(path, `${process.pid}\n`);
+}
+
+function readCmdline(pid: number): string {
+  try { return readFileSync(`/proc/${pid}/cmdline`, 'utf8'); } catch { return ''; }
+}
+
+/**
+ * `stratus down`: powers every running guest off cleanly (ACPI, then hard after the timeout) and
+ * marks it to come back on the next start; `purge` destroys every guest and file instead.
+ */
+export async function shutdownGuests(dataDir: string, opts: { purge?: boolean; timeoutSec?: number; log?: Logger } = {}): Promise<{ stopped: string[]; destroyed: string[] }> {
+  const dirs = agentDirs(dataDir);
+  const log = opts.log ?? createLogger('warn', 'stratus-agent');
+  if (!existsSync(dirs.instances)) return { stopped: [], destroyed: [] };
+  const driver = new QemuDriver({ instancesDir: dirs.instances, accel: 'TCG', log });
+  const guests = await driver.list();
+  const stopped: string[] = [];
+  const destroyed: string[] = [];
+  await Promise.all(guests.map(async (g) => {
+    if (opts.purge) {
+      await driver.destroy(g.id);
+      destroyed.push(g.id);
+      return;
+    }
+    if (!g.pid) return;
+    if (g.powerState === 'paused') await driver.suspend(g.id); // keeps its memory; comes back paused
+    else await driver.powerOff(g.id, opts.timeoutSec ?? 30);
+    markResumeOnStart(dirs.state, g.id);
+    stopped.push(g.id);
+  }));
+  return { stopped, destroyed };
+}

@@ -1,0 +1,79 @@
+// The contract between the controller and host agents (HTTP under /compute/agent/v1, JSON).
+// Types only: the controller (compute/api/agent.ts) and the agent (agent/client.ts) both import it.
+
+export type DesiredPower = 'running' | 'shutoff' | 'paused' | 'suspended';
+export type ObservedPower = 'running' | 'paused' | 'suspended' | 'shutdown' | 'crashed';
+
+/** A one-shot action; done once per id (the agent remembers the ids it completed). */
+export type AgentTask =
+  | { id: string; type: 'reboot'; kind: 'soft' | 'hard' }
+  | { id: string; type: 'snapshot'; imageId: string; name: string };
+
+/** What the controller wants of one instance on a host. */
+export interface DesiredInstance {
+  id: string;
+  name: string;
+  projectId: string;
+  /** Bumped by every change the user asks for; the agent reports the generation it has applied. */
+  generation: number;
+  power: DesiredPower;
+  /** Delete the guest and everything it left on the host. */
+  deleted: boolean;
+  flavor: { vcpus: number; ramMb: number; diskGb: number };
+  imageId: string;
+  configDrive: { metaData: Record<string, unknown>; userData?: string };
+  /** Empty until the networking issue wires ports to taps. */
+  nics: { id: string; mac: string; tap: string; mtu?: number }[];
+  task?: AgentTask;
+}
+
+export interface DesiredState {
+  /** Host revision: bumped on every change of any instance on the host (the watch cursor). */
+  revision: number;
+  instances: DesiredInstance[];
+}
+
+export interface TaskResult {
+  taskId: string;
+  ok: boolean;
+  error?: string;
+  /** Snapshot: the file the agent wrote and its checksum. */
+  result?: Record<string, unknown>;
+}
+
+/** What the agent sees of one instance. */
+export interface ObservedInstance {
+  id: string;
+  /** `deleted`: the guest and its files are gone (answer to a desired delete). */
+  powerState: ObservedPower | 'deleted';
+  pid?: number;
+  diskBytes?: number;
+  /** The desired generation the agent has fully applied. */
+  observedGeneration: number;
+  busy?: boolean;
+  /** Why applying the desired state failed (null clears it). */
+  fault?: { message: string; at: string } | null;
+  taskResult?: TaskResult;
+  /** Free text about what the agent did on its own (adopted, stopped-unexpectedly). */
+  event?: string;
+}
+
+export interface HostRegistration {
+  hostname: string;
+  vcpus: number;
+  memoryMb: number;
+  diskGb: number;
+  cpuModel: string;
+  hypervisorType: 'QEMU' | 'fake';
+  accelerator: 'KVM' | 'TCG';
+  hypervisorVersion: string;
+  agentVersion: string;
+}
+
+export interface HostHeartbeat {
+  /** Guests the agent runs and knows nothing desired about (left alone, reported). */
+  orphans?: string[];
+  usedDiskBytes?: number;
+  load?: number;
+  freeMemoryMb?: number;
+}

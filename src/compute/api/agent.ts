@@ -1,0 +1,112 @@
+// The agent API (/compute/agent/v1): host agents register, heartbeat, watch their host's desired
+// state, report what they observe and download images. Authenticated by the shared agent token
+// (DATA_DIR/agent-token), not by Keystone tokens: agents are part of the cloud, not its users.
+import { timingSafeEqual } from 'node:crypto';
+import { Type } from '@sinclair/typebox';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { FastifyRequest } from 'fastify';
+import { ApiError, notFound, unauthorized } from '../../core/errors.js';
+import type { App } from '../../core/http.js';
+import type { ImageSource } from '../images.js';
+import type { ComputeService } from '../service.js';
+
+const HostName = Type.String({ minLength: 1, maxLength: 255, pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$' });
+const HostParams = Type.Object({ host: HostName });
+
+const Registration = Type.Object({
+  hostname: Type.String({ minLength: 1, maxLength: 255 }),
+  vcpus: Type.Integer({ minimum: 1 }),
+  memoryMb: Type.Integer({ minimum: 1 }),
+  diskGb: Type.Integer({ minimum: 0 }),
+  cpuModel: Type.String({ maxLength: 255 }),
+  hypervisorType: Type.Union([Type.Literal('QEMU'), Type.Literal('fake')]),
+  accelerator: Type.Union([Type.Literal('KVM'), Type.Literal('TCG')]),
+  hypervisorVersion: Type.String({ maxLength: 255 }),
+  agentVersion: Type.String({ maxLength: 64 }),
+}, { additionalProperties: false });
+
+const Heartbeat = Type.Object({
+  orphans: Type.Optional(Type.Array(Type.String({ maxLength: 64 }), { maxItems: 10_000 })),
+  usedDiskBytes: Type.Optional(Type.Integer({ minimum: 0 })),
+  load: Type.Optional(Type.Number({ minimum: 0 })),
+  freeMemoryMb: Type.Optional(Type.Integer({ minimum: 0 })),
+}, { additionalProperties: false });
+
+const Observed = Type.Object({
+  id: Type.String({ minLength: 1, maxLength: 64 }),
+  powerState: Type.Union([Type.Literal('running'), Type.Literal('paused'), Type.Literal('suspended'), Type.Literal('shutdown'),
+    Type.Literal('crashed'), Type.Literal('deleted')]),
+  pid: Type.Optional(Type.Integer({ minimum: 1 })),
+  diskBytes: Type.Optional(Type.Integer({ minimum: 0 })),
+  observedGeneration: Type.Integer({ minimum: 0 }),
+  busy: Type.Optional(Type.Boolean()),
+  fault: Type.Optional(Type.Union([Type.Null(), Type.Object({ message: Type.String({ maxLength: 4096 }), at: Type.String({ maxLength: 64 }) })])),
+  taskResult: Type.Optional(Type.Object({
+    taskId: Type.String({ maxLength: 64 }),
+    ok: Type.Boolean(),
+    error: Type.Optional(Type.String({ maxLength: 4096 })),
+    result: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+  })),
+  event: Type.Optional(Type.String({ maxLength: 255 })),
+});
+
+const Report = Type.Object({ instances: Type.Array(Observed, { maxItems: 10_000 }) }, { additionalProperties: false });
+
+export function agentRoutes(app: App, opts: { service: ComputeService; images: ImageSource; token: () => string }): void {
+  const expected = () => Buffer.from(opts.token());
+  const requireAgent = async (req: FastifyRequest): Promise<void> => {
+    const h = req.headers.authorization;
+    const given = Buffer.from(typeof h === 'string' && h.startsWith('Bearer ') ? h.slice(7) : '');
+    const want = expected();
+    if (given.length !== want.length || !timingSafeEqual(given, want)) throw unauthorized('A valid agent token is required.');
+  };
+
+  app.register(async (plain) => {
+    const scope = plain.withTypeProvider<TypeBoxTypeProvider>();
+    scope.addHook('preHandler', requireAgent);
+
+    scope.put('/hosts/:host', { schema: { params: HostParams, body: Registration } }, async (req) => {
+      const h = await opts.service.registerHost(req.params.host, req.body);
+      return { host: { name: h.name, revision: h.revision } };
+    });
+
+    scope.post('/hosts/:host/heartbeat', { schema: { params: HostParams, body: Heartbeat } }, async (req, reply) => {
+      await opts.service.heartbeat(req.params.host, req.body);
+      reply.code(204);
+    });
+
+    scope.get('/hosts/:host/desired', {
+      schema: {
+        params: HostParams,
+        querystring: Type.Object({
+          since: Type.Optional(Type.Integer({ minimum: -1 })),
+          wait: Type.Optional(Type.Integer({ minimum: 0, maximum: 60 })),
+        }),
+      },
+    }, async (req) => {
+      const since = req.query.since ?? -1;
+      return opts.service.watch(req.params.host, since, (req.query.wait ?? 0) * 1000);
+    });
+
+    scope.post('/hosts/:host/observed', { schema: { params: HostParams, body: Report } }, async (req, reply) => {
+      if (!(await opts.service.getHost(req.params.host))) throw notFound(`compute host ${req.params.host} is not registered`);
+      await opts.service.report(req.params.host, req.body.instances);
+      reply.code(204);
+    });
+
+    scope.get('/images/:id', {
+      schema: { params: Type.Object({ id: Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9._-]+$' }) }) },
+    }, async (req, reply) => {
+      const info = await opts.images.describe(req.params.id);
+      if (!info) throw notFound(`Image ${req.params.id} could not be found.`);
+      const stream = await opts.images.open(req.params.id).catch((e: Error) => {
+        throw new ApiError(503, `image ${req.params.id} cannot be read: ${e.message}`);
+      });
+      reply.header('Content-Type', 'application/octet-stream');
+      reply.header('Content-Length', String(info.sizeBytes));
+      reply.header('X-Image-Sha256', info.sha256);
+      reply.header('X-Image-Disk-Format', info.diskFormat);
+      return reply.send(stream);
+    });
+  }, { prefix: '/agent/v1' });
+}
