@@ -11,6 +11,7 @@ import { agentRoutes } from './api/agent.js';
 import { FileImageSource, type ImageSource } from './images.js';
 import { computeMigrations } from './migrations.js';
 import { ComputeService } from './service.js';
+import { createNovaApi, type NovaApi } from './nova.js';
 
 export type { ImageSource } from './images.js';
 export { FileImageSource } from './images.js';
@@ -24,6 +25,8 @@ export interface ComputeModule extends ServiceModule {
   setImageSource(src: ImageSource): void;
   /** The shared secret agents authenticate with (DATA_DIR/agent-token). */
   agentToken(): string;
+  /** The OpenStack compute API (Nova v2.1) and its services (flavors, quotas, scheduler, ...). */
+  nova: NovaApi;
 }
 
 export interface ComputeDeps {
@@ -42,11 +45,13 @@ export function createCompute(ctx: ServiceContext, deps: ComputeDeps): ComputeMo
   const service = new ComputeService(ctx.db.kysely, ctx.log.child({ service: 'compute' }));
   let token: string | undefined;
   const agentToken = () => (token ??= ensureAgentToken(ctx.cfg.dataDir));
+  const nova = createNovaApi(ctx, { identity: deps.identity, hosts: service });
   const mod: ComputeModule = {
     name: 'compute',
     prefix: '/compute',
-    migrations: computeMigrations,
-    catalog: [],
+    migrations: { ...computeMigrations, ...nova.migrations },
+    catalog: nova.catalog,
+    nova,
     service,
     images: deps.images ?? new FileImageSource(),
     setImageSource(src) { mod.images = src; },
@@ -54,8 +59,9 @@ export function createCompute(ctx: ServiceContext, deps: ComputeDeps): ComputeMo
     async routes(app) {
       useErrorStyle(app, novaError);
       agentRoutes(app, { service, images: { describe: (id) => mod.images.describe(id), open: (id) => mod.images.open(id) }, token: agentToken });
+      await nova.routes(app);
     },
-    async start() { agentToken(); },
+    async start() { agentToken(); await nova.start(); },
   };
   return mod;
 }

@@ -66,7 +66,7 @@ const NOVA_KEYS: Record<number, string> = {
 
 /** Nova and Cinder: {"itemNotFound": {"code", "message"}}. */
 export const novaError: ErrorFormatter = ({ status, message }) => ({
-  [NOVA_KEYS[status] ?? (status >= 500 ? 'computeFault' : 'badRequest')]: { code: status, message },
+  [NOVA_KEYS[status] ?? 'computeFault']: { code: status, message },
 });
 
 const NEUTRON_TYPES: Record<number, string> = {

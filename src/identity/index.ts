@@ -58,6 +58,8 @@ export interface IdentityModule extends ServiceModule, TokenValidator {
   getEc2Credential(access: string): Promise<Ec2Credential | undefined>;
   /** The caller a signed (non-token) request stands for; 401 when the user or its roles are gone. */
   authContextFor(userId: string, projectId: string): Promise<AuthContext>;
+  /** A project by name in a domain (default: 'default'); services use it to find the bootstrap projects. */
+  findProject(name: string, domainId?: string): Promise<ProjectInfo | undefined>;
 }
 
 export interface Ec2Credential {
@@ -142,6 +144,12 @@ export function createIdentity(ctx: ServiceContext): IdentityModule {
       const p = await core.project(id);
       if (!p) return undefined;
       return { id: p.id, name: p.name, domainId: p.domain_id, enabled: bool(p.enabled), parentId: p.parent_id };
+    },
+
+    async findProject(name, domainId = 'default') {
+      const r = await core.db.selectFrom('identity_projects').select('id')
+        .where('domain_id', '=', domainId).where('name', '=', name).executeTakeFirst();
+      return r ? module.getProject(r.id) : undefined;
     },
   };
   return module;

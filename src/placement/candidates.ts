@@ -32,6 +32,8 @@ export interface CandidateQuery {
   summaries?: 'none' | 'requested' | 'all';
   /** Include every trait of summarized providers (1.17). */
   summaryTraits?: boolean;
+  /** Summarize every provider of the candidates' trees (HTTP), not only those in candidates. */
+  summaryTrees?: boolean;
 }
 
 export interface AllocationCandidate {
@@ -62,6 +64,7 @@ const SHARES = 'MISC_SHARES_VIA_AGGREGATE';
 const MAX_COMBOS_PER_TREE = 1000;
 
 interface Slot { rp: string; rc: string; amount: number }
+type Cap = Map<string, Map<string, { inv: InventoryRow; free: number }>>;
 type Option = { slots: Slot[]; providers: string[] };
 
 export async function findCandidates(s: PlacementStore, q: CandidateQuery): Promise<CandidateResult> {
@@ -69,17 +72,16 @@ export async function findCandidates(s: PlacementStore, q: CandidateQuery): Prom
   const classes = [...new Set(groups.flatMap((g) => Object.keys(g.resources)))];
   if (!classes.length) return { candidates: [], summaries: {} };
 
-  const inventories = await s.inventoriesOfClasses(classes);
-  const holders = [...new Set(inventories.map((i) => i.rp_uuid))];
-  const usage = await s.usage(holders, classes);
-  const free = new Map<string, number>();
-  const invOf = new Map<string, InventoryRow>();
+  const inventories = await s.capacityOfClasses(classes);
+  // provider → class → inventory and what is free of it (nested maps: no string keys to build).
+  const cap: Cap = new Map();
+  const rows = new Map<string, ProviderRow>();
   for (const i of inventories) {
-    const k = `${i.rp_uuid} ${i.resource_class}`;
-    invOf.set(k, i);
-    free.set(k, capacityOf(i) - (usage.get(i.rp_uuid)?.get(i.resource_class) ?? 0));
+    let m = cap.get(i.rp_uuid);
+    if (!m) { cap.set(i.rp_uuid, (m = new Map())); rows.set(i.rp_uuid, i.provider); }
+    m.set(i.resource_class, { inv: i, free: capacityOf(i) - i.used });
   }
-  const rows = new Map((await s.providers({ uuids: holders })).map((p) => [p.uuid, p]));
+  const holders = [...rows.keys()];
 
   // Only the trait and aggregate rows the request mentions (plus sharing markers).
   const traitNames = new Set<string>([SHARES]);
@@ -131,10 +133,11 @@ export async function findCandidates(s: PlacementStore, q: CandidateQuery): Prom
     return true;
   };
   const fits = (rp: string, rc: string, amount: number): boolean => {
-    const inv = invOf.get(`${rp} ${rc}`);
-    if (!inv) return false;
+    const c = cap.get(rp)?.get(rc);
+    if (!c) return false;
+    const inv = c.inv;
     return amount >= inv.min_unit && amount <= inv.max_unit && amount % inv.step_size === 0
-      && amount <= (free.get(`${rp} ${rc}`) ?? 0);
+      && amount <= c.free;
   };
 
   // Per group and class: the providers that could take that amount on their own.
@@ -145,6 +148,24 @@ export async function findCandidates(s: PlacementStore, q: CandidateQuery): Prom
     }
     return m;
   });
+  // The same, indexed by tree (sharing providers listed under every tree they serve), so that
+  // walking the trees stays linear in the number of providers.
+  const ableByRoot = able.map((m) => {
+    const out = new Map<string, Map<string, string[]>>();
+    for (const [rc, list] of m) {
+      for (const rp of list) {
+        const trees = new Set([rows.get(rp)!.root_uuid, ...(servesRoots.get(rp) ?? [])]);
+        for (const root of trees) {
+          let byRc = out.get(root);
+          if (!byRc) out.set(root, (byRc = new Map()));
+          let l = byRc.get(rc);
+          if (!l) byRc.set(rc, (l = []));
+          l.push(rp);
+        }
+      }
+    }
+    return out;
+  });
 
   // Candidate trees, in provider creation order (stable answers).
   const roots = new Set<string>();
@@ -154,7 +175,7 @@ export async function findCandidates(s: PlacementStore, q: CandidateQuery): Prom
     roots.add(row.root_uuid);
   }
   const rootOrder = [...roots].map((r) => rows.get(r)).filter((r): r is ProviderRow => !!r)
-    .sort((a, b) => a.created_at.localeCompare(b.created_at) || a.uuid.localeCompare(b.uuid)).map((r) => r.uuid);
+    .sort((a, b) => (a.created_at < b.created_at ? -1 : a.created_at > b.created_at ? 1 : a.uuid < b.uuid ? -1 : 1)).map((r) => r.uuid);
   for (const r of roots) if (!rows.has(r)) rootOrder.push(r); // roots holding none of the classes (nested)
   const rootTraitNeeded = q.rootRequired && (q.rootRequired.required.length || q.rootRequired.forbidden.length);
   const rootTraits = rootTraitNeeded ? groupLinks(await s.links('traits', rootOrder)) : new Map<string, Set<string>>();
@@ -169,11 +190,11 @@ export async function findCandidates(s: PlacementStore, q: CandidateQuery): Prom
       if (!q.rootRequired!.required.every((anyOf) => anyOf.some((t) => mine.has(t)))) continue;
       if (q.rootRequired!.forbidden.some((t) => mine.has(t))) continue;
     }
-    const inTree = (rp: string) => rows.get(rp)!.root_uuid === root || (servesRoots.get(rp)?.has(root) ?? false);
     const perGroup: Option[][] = [];
     for (let gi = 0; gi < groups.length; gi++) {
       const g = groups[gi]!;
-      const opts = g.suffix === '' ? unsuffixedOptions(g, able[gi]!, inTree, traits) : suffixedOptions(g, able[gi]!, inTree);
+      const here = ableByRoot[gi]!.get(root) ?? new Map<string, string[]>();
+      const opts = g.suffix === '' ? unsuffixedOptions(g, here, traits) : suffixedOptions(g, here);
       if (!opts.length) break;
       perGroup.push(opts);
     }
@@ -185,8 +206,10 @@ export async function findCandidates(s: PlacementStore, q: CandidateQuery): Prom
       if (candidates.length >= limit || explored >= MAX_COMBOS_PER_TREE) return;
       if (gi === groups.length) {
         explored++;
-        const c = combine(groups, pick, q.groupPolicy === 'isolate', free, root);
+        const c = combine(groups, pick, q.groupPolicy === 'isolate', cap, root);
         if (!c) return;
+        // Only sharing providers can make two trees yield the same candidate.
+        if (!sharing.length) { candidates.push(c); return; }
         const key = JSON.stringify([c.allocations, c.mappings]);
         if (!seen.has(key)) { seen.add(key); candidates.push(c); }
         return;
@@ -197,13 +220,15 @@ export async function findCandidates(s: PlacementStore, q: CandidateQuery): Prom
   }
 
   const mode = q.summaries ?? 'all';
-  const summaries = mode === 'none' ? {} : await summarize(s, candidates, classes, mode, q.summaryTraits ?? true, rows);
+  const known = { rows, cap };
+  const summaries = mode === 'none' ? {} : await summarize(s, candidates, classes, mode, q.summaryTraits ?? true, q.summaryTrees ?? true, known);
   return { candidates, summaries };
 }
 
-function suffixedOptions(g: RequestGroup, able: Map<string, string[]>, inTree: (rp: string) => boolean): Option[] {
-  const lists = [...able.values()].map((l) => new Set(l.filter(inTree)));
-  const [first, ...rest] = lists;
+function suffixedOptions(g: RequestGroup, able: Map<string, string[]>): Option[] {
+  const classes = Object.keys(g.resources);
+  if (classes.some((rc) => !able.get(rc)?.length)) return [];
+  const [first, ...rest] = classes.map((rc) => new Set(able.get(rc)!));
   if (!first) return [];
   const out: Option[] = [];
   for (const rp of first) {
@@ -214,9 +239,8 @@ function suffixedOptions(g: RequestGroup, able: Map<string, string[]>, inTree: (
   return out;
 }
 
-function unsuffixedOptions(g: RequestGroup, able: Map<string, string[]>, inTree: (rp: string) => boolean,
-  traits: Map<string, Set<string>>): Option[] {
-  const perClass = Object.entries(g.resources).map(([rc, amount]) => ({ rc, amount, rps: (able.get(rc) ?? []).filter(inTree) }));
+function unsuffixedOptions(g: RequestGroup, able: Map<string, string[]>, traits: Map<string, Set<string>>): Option[] {
+  const perClass = Object.entries(g.resources).map(([rc, amount]) => ({ rc, amount, rps: able.get(rc) ?? [] }));
   if (perClass.some((c) => !c.rps.length)) return [];
   const out: Option[] = [];
   const slots: Slot[] = [];
@@ -236,7 +260,7 @@ function unsuffixedOptions(g: RequestGroup, able: Map<string, string[]>, inTree:
   return out;
 }
 
-function combine(groups: RequestGroup[], pick: Option[], isolate: boolean, free: Map<string, number>, root: string): AllocationCandidate | undefined {
+function combine(groups: RequestGroup[], pick: Option[], isolate: boolean, cap: Cap, root: string): AllocationCandidate | undefined {
   if (isolate) {
     const used = new Set<string>();
     for (let i = 0; i < groups.length; i++) {
@@ -254,22 +278,23 @@ function combine(groups: RequestGroup[], pick: Option[], isolate: boolean, free:
     }
   }
   for (const [rp, res] of Object.entries(allocations)) {
-    for (const [rc, amount] of Object.entries(res)) if (amount > (free.get(`${rp} ${rc}`) ?? 0)) return undefined;
+    for (const [rc, amount] of Object.entries(res)) if (amount > (cap.get(rp)?.get(rc)?.free ?? 0)) return undefined;
   }
   return { allocations, mappings, rootUuid: root };
 }
 
 async function summarize(s: PlacementStore, candidates: AllocationCandidate[], classes: string[], mode: 'requested' | 'all',
-  withTraits: boolean, known: Map<string, ProviderRow>): Promise<Record<string, ProviderSummary>> {
-  const roots = [...new Set(candidates.map((c) => c.rootUuid))];
-  const used = new Set(candidates.flatMap((c) => Object.keys(c.allocations)));
+  withTraits: boolean, trees: boolean,
+  known: { rows: Map<string, ProviderRow>; cap: Cap }): Promise<Record<string, ProviderSummary>> {
   const members = new Map<string, ProviderRow>();
-  for (const part of chunks(roots)) for (const p of await s.treeMembers(part)) members.set(p.uuid, p);
-  const missing = [...used].filter((u) => !members.has(u));
-  for (const u of missing) { const p = known.get(u); if (p) members.set(u, p); }
+  if (trees) {
+    const roots = [...new Set(candidates.map((c) => c.rootUuid))];
+    for (const part of chunks(roots)) for (const p of await s.treeMembers(part)) members.set(p.uuid, p);
+  }
+  for (const c of candidates) {
+    for (const rp of Object.keys(c.allocations)) { const p = known.rows.get(rp); if (p && !members.has(rp)) members.set(rp, p); }
+  }
   const ids = [...members.keys()];
-  const inv = await s.inventories(ids, mode === 'requested' ? classes : undefined);
-  const usage = await s.usage(ids, mode === 'requested' ? classes : undefined);
   const traits = withTraits ? groupLinks(await s.links('traits', ids)) : new Map<string, Set<string>>();
   const out: Record<string, ProviderSummary> = {};
   for (const p of members.values()) {
@@ -278,6 +303,18 @@ async function summarize(s: PlacementStore, candidates: AllocationCandidate[], c
       resources: {}, traits: [...(traits.get(p.uuid) ?? [])].sort(),
     };
   }
+  if (mode === 'requested') {
+    // Already loaded: the requested classes' capacity and usage.
+    for (const id of ids) {
+      for (const rc of classes) {
+        const c = known.cap.get(id)?.get(rc);
+        if (c) out[id]!.resources[rc] = { capacity: capacityOf(c.inv), used: capacityOf(c.inv) - c.free };
+      }
+    }
+    return out;
+  }
+  const inv = await s.inventories(ids);
+  const usage = await s.usage(ids);
   for (const i of inv) {
     out[i.rp_uuid]!.resources[i.resource_class] = { capacity: capacityOf(i), used: usage.get(i.rp_uuid)?.get(i.resource_class) ?? 0 };
   }

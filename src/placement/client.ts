@@ -5,7 +5,7 @@ import { ApiError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import type { AllocationMap, AllocationService, ConsumerAllocations, ConsumerView } from './allocations.js';
 import { findCandidates, type CandidateResult } from './candidates.js';
-import { GenerationConflict } from './codes.js';
+import { CODE, GenerationConflict } from './codes.js';
 import { CUSTOM_NAME, fieldsOf, inventoryDefaults, type InventoryInput, type PlacementService } from './service.js';
 
 export type { AllocationMap, CandidateResult, ConsumerAllocations, ConsumerView, InventoryInput };
@@ -48,7 +48,10 @@ export interface CandidateRequest {
   groupPolicy?: 'none' | 'isolate';
   /** Most candidates wanted (default: all). */
   limit?: number;
-  /** Summaries of every inventory class (default) or none (fastest). */
+  /**
+   * Provider summaries of the providers in candidates: 'requested' classes only (default, no
+   * extra query), 'all' classes, or 'none'.
+   */
   summaries?: 'all' | 'requested' | 'none';
 }
 
@@ -98,7 +101,10 @@ export function createPlacementClient(svc: PlacementService, alloc: AllocationSe
         try {
           return await ensureOnce(svc, spec);
         } catch (e) {
-          if (!(e instanceof GenerationConflict) || attempt >= 5) throw e;
+          // A concurrent registration of the same host (generation moved, or it created the
+          // provider first): look again.
+          const raced = e instanceof GenerationConflict || (e instanceof ApiError && e.status === 409 && e.extra.type === CODE.duplicateName);
+          if (!raced || attempt >= 5) throw e;
         }
       }
     },
@@ -118,7 +124,8 @@ export function createPlacementClient(svc: PlacementService, alloc: AllocationSe
         suffix: g.suffix, resources: g.resources, required: (g.required ?? []).map((t) => [t]), forbidden: g.forbidden ?? [],
         memberOf: g.memberOf ?? [], forbiddenAggregates: [],
       }))];
-      return findCandidates(svc.store, { groups, groupPolicy: req.groupPolicy, limit: req.limit, summaries: req.summaries ?? 'all', summaryTraits: true });
+      return findCandidates(svc.store, { groups, groupPolicy: req.groupPolicy, limit: req.limit,
+        summaries: req.summaries ?? 'requested', summaryTraits: true, summaryTrees: false });
     },
     claim: (consumer, allocations, owner) => conflictToFalse(() => alloc.replace([{
       consumerUuid: consumer, allocations, projectId: owner.projectId, userId: owner.userId, consumerType: owner.consumerType,

@@ -211,7 +211,9 @@ test('boots from a config drive: key, hostname, user data, SSH login, NIC hot-pl
   await qmpCommand(g.qmp, 'system_powerdown');
   await Promise.race([exited, new Promise((_, rej) => setTimeout(() => rej(new Error('no power-off within 30 s')), 30_000))]);
   t.diagnostic(`ACPI power-off took ${Date.now() - t0} ms`);
-  assert.ok(parseGuestMarkers(readFileSync(g.console, 'utf8')).shutdown, 'the shutdown marker is printed');
+  const final = parseGuestMarkers(readFileSync(g.console, 'utf8'));
+  assert.ok(final.shutdown, 'the shutdown marker is printed');
+  assert.equal(new Set(final.lines).size, final.lines.length, `a marker printed twice: ${final.lines.join(' | ')}`);
 });
 
 test('reads the OpenStack metadata service, and the EC2 paths when only those answer', async () => {

@@ -2,7 +2,7 @@
 // namespace whose veth end ("eth0") plays the guest NIC; the other end is created in the root
 // namespace under the port's tap name, exactly where QEMU would create its tap, and converge()
 // moves it into the bridge namespace. Everything is named with the test's prefix and torn down.
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync, chmodSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -62,7 +62,8 @@ export class Fixture {
   private guests: string[] = [];
   private pids: number[] = [];
   constructor(tag: string) {
-    this.prefix = `stratus-${tag}-`;
+    // Unique per run: several checkouts may run these tests on one machine at the same time.
+    this.prefix = `stratus-${tag}${randomUUID().slice(0, 4)}-`;
     this.dir = mkdtempSync(join(tmpdir(), `stratus-dp-${tag}-`));
     chmodSync(this.dir, 0o755);
   }
@@ -96,6 +97,32 @@ export class Fixture {
   serve(ns: string, port: number, reply: string): void {
     const child = execFile('ip', ['netns', 'exec', ns, 'socat', `TCP-LISTEN:${port},fork,reuseaddr`, `SYSTEM:echo ${reply}`]);
     if (child.pid) this.pids.push(child.pid);
+  }
+
+  /** A TCP echo server in `ns`. */
+  serveEcho(ns: string, port: number): void {
+    const child = execFile('ip', ['netns', 'exec', ns, 'socat', `TCP-LISTEN:${port},fork,reuseaddr`, 'EXEC:cat']);
+    if (child.pid) this.pids.push(child.pid);
+  }
+
+  /** A long-lived TCP client in `ns`: say(line) resolves with the echoed line, or null after 2 s. */
+  async session(ns: string, ip: string, port: number): Promise<{ say(line: string): Promise<string | null>; close(): void } | null> {
+    const child = spawn('ip', ['netns', 'exec', ns, 'socat', '-', `TCP:${ip}:${port},connect-timeout=2`], { stdio: ['pipe', 'pipe', 'ignore'] });
+    if (child.pid) this.pids.push(child.pid);
+    let buf = '';
+    child.stdout!.on('data', (d) => { buf += String(d); });
+    const say = (line: string) => new Promise<string | null>((resolve) => {
+      buf = '';
+      child.stdin!.write(line + '\n');
+      const started = Date.now();
+      const t = setInterval(() => {
+        if (buf.includes('\n')) { clearInterval(t); resolve(buf.trim()); }
+        else if (Date.now() - started > 2000 || child.exitCode !== null) { clearInterval(t); resolve(null); }
+      }, 20);
+    });
+    const close = () => { child.kill(); };
+    if ((await say('hello')) !== 'hello') { close(); return null; }
+    return { say, close };
   }
 
   /** Removes the fake guests and anything the test prefix names that is still there (safety sweep). */

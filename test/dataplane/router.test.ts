@@ -82,7 +82,11 @@ test('router: SNAT to the provider network, floating IP reachable from the provi
   fx.serve(g1, 22, 'ssh-on-g1');
   assert.match((await eventually(() => tcpConnect(providerNs, '203.0.113.57', 22))) ?? '', /ssh-on-g1/, 'TCP to the floating IP reaches the guest');
   assert.equal(await ping(providerNs, '10.30.0.12'), false, 'tenant addresses are not routed from outside');
+  assert.match((await eventually(() => tcpConnect(g2, '203.0.113.57', 22))) ?? '', /ssh-on-g1/, 'hairpin: a guest reaches another through its floating IP');
   assert.equal((await h1.converge(state1())).changes, 0, 'idempotent');
+  // An agent restart: a new driver on the same state directory adopts everything as it is.
+  const restarted = new LinuxDataplane({ ...common, prefix: fx.prefix, stateDir: join(fx.dir, 'h1') });
+  assert.equal((await restarted.converge(state1())).changes, 0, 'adopted without changes');
 });
 
 test('metadata: 169.254.169.254 answers through the router, signed, and forged headers do not help', async () => {

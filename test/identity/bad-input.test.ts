@@ -89,17 +89,19 @@ test('conflicts and forbidden changes leave things as they were', async () => {
 
   // A batch of limits with one bad entry creates none of them.
   const svc = (await call('GET', '/services?type=identity')).body.services[0].id;
+  const regs0 = await count('/registered_limits', 'registered_limits');
+  const lims0 = await count('/limits', 'limits');
   const regs = await call('POST', '/registered_limits', { registered_limits: [
     { service_id: svc, resource_name: 'a', default_limit: 1 }, { service_id: svc, resource_name: 'a', default_limit: 2 }] });
   assert.equal(regs.status, 409);
-  assert.equal(await count('/registered_limits', 'registered_limits'), 0);
+  assert.equal(await count('/registered_limits', 'registered_limits'), regs0);
   const ok = await call('POST', '/registered_limits', { registered_limits: [{ service_id: svc, resource_name: 'a', default_limit: 1 }] });
   assert.equal(ok.status, 201);
   const lims = await call('POST', '/limits', { limits: [
     { project_id: p.body.project.id, service_id: svc, resource_name: 'a', resource_limit: 5 },
     { project_id: p.body.project.id, service_id: svc, resource_name: 'unregistered', resource_limit: 5 }] });
   assert.equal(lims.status, 400);
-  assert.equal(await count('/limits', 'limits'), 0);
+  assert.equal(await count('/limits', 'limits'), lims0);
 });
 
 test('bootstrap is idempotent and moves endpoints to a new base URL', async () => {

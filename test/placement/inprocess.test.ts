@@ -25,6 +25,9 @@ test('ensureHostProvider is idempotent and only bumps the generation on change',
   const c = await pl.ensureHostProvider({ ...spec, inventories: { ...spec.inventories, DISK_GB: { total: 100 } } });
   assert.equal(c.generation, b.generation + 1);
   assert.deepEqual(await pl.providerUsages(a.uuid), { DISK_GB: 0, MEMORY_MB: 0, VCPU: 0 });
+  // Agents racing to register the same host end up with one provider.
+  const racing = await Promise.all(Array.from({ length: 5 }, () => pl.ensureHostProvider({ name: 'host-race', inventories: { VCPU: { total: 2 } } })));
+  assert.equal(new Set(racing.map((r) => r.uuid)).size, 1);
 });
 
 test('candidates: capacity math, traits, aggregates, min/max/step', async () => {
@@ -46,7 +49,7 @@ test('candidates: capacity math, traits, aggregates, min/max/step', async () => 
   assert.deepEqual(only(await pl.getCandidates({ resources: { VCPU: 1 }, memberOf: [[agg]] })), [h1.uuid]);
   assert.deepEqual(only(await pl.getCandidates({ resources: { VCPU: 1 }, forbiddenAggregates: [agg] })), [h2.uuid]);
 
-  const r = await pl.getCandidates({ resources: { VCPU: 1 }, inTree: h1.uuid });
+  const r = await pl.getCandidates({ resources: { VCPU: 1 }, inTree: h1.uuid, summaries: 'all' });
   assert.equal(r.candidates.length, 1);
   assert.deepEqual(r.candidates[0]!.allocations, { [h1.uuid]: { VCPU: 1 } });
   assert.deepEqual(r.summaries[h1.uuid]!.resources.VCPU, { capacity: 6, used: 0 });

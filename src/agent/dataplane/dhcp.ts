@@ -5,6 +5,8 @@ import type { HostNetworkState, NetworkSpec, PortSpec, SubnetSpec } from './mode
 import { parseCidr } from './ipcalc.js';
 import type { ProcSpec } from './procs.js';
 
+export const METADATA_IP = '169.254.169.254';
+
 export interface DhcpPlan {
   network: NetworkSpec;
   /** The network:dhcp port whose leg dnsmasq listens on. */
@@ -12,6 +14,8 @@ export interface DhcpPlan {
   subnets: SubnetSpec[];
   hosts: string;
   opts: string;
+  /** Some subnet is isolated: this namespace serves metadata too. */
+  metadata: boolean;
 }
 
 const LEASE = '86400s';
@@ -34,7 +38,8 @@ export function dhcpPlans(state: HostNetworkState): DhcpPlan[] {
     for (const p of [...all.values()].sort((a, b) => a.id.localeCompare(b.id))) {
       for (const f of p.fixedIps) {
         if (!ids.has(f.subnetId)) continue;
-        hosts.push(`${p.macAddress.toLowerCase()},host-${f.ipAddress.replace(/\./g, '-')},${f.ipAddress},set:port-${p.id}`);
+        // No "set:" tag here: dnsmasq 2.90 crashes on SIGHUP when an entry with a tag has a lease.
+        hosts.push(`${p.macAddress.toLowerCase()},host-${f.ipAddress.replace(/\./g, '-')},${f.ipAddress}`);
       }
     }
     const opts: string[] = [];
@@ -42,16 +47,20 @@ export function dhcpPlans(state: HostNetworkState): DhcpPlan[] {
       const tag = `tag:subnet-${s.id}`;
       opts.push(s.gatewayIp ? `${tag},option:router,${s.gatewayIp}` : `${tag},option:router`);
       if (s.dnsNameservers.length) opts.push(`${tag},option:dns-server,${s.dnsNameservers.join(',')}`);
-      if (s.hostRoutes.length) {
+      const extra = [...s.hostRoutes];
+      const dhcpIp = port.fixedIps.find((f) => f.subnetId === s.id)?.ipAddress;
+      if (s.isolatedMetadata && dhcpIp) extra.push({ destination: `${METADATA_IP}/32`, nexthop: dhcpIp });
+      if (extra.length) {
         // With classless routes, clients ignore option 3: the default route must be among them.
-        const routes = s.hostRoutes.map((r) => `${r.destination},${r.nexthop}`);
-        if (s.gatewayIp && !s.hostRoutes.some((r) => r.destination === '0.0.0.0/0')) routes.push(`0.0.0.0/0,${s.gatewayIp}`);
+        const routes = extra.map((r) => `${r.destination},${r.nexthop}`);
+        if (s.gatewayIp && !extra.some((r) => r.destination === '0.0.0.0/0')) routes.push(`0.0.0.0/0,${s.gatewayIp}`);
         opts.push(`${tag},option:classless-static-route,${routes.join(',')}`);
         opts.push(`${tag},249,${routes.join(',')}`);
       }
       opts.push(`${tag},option:mtu,${network.mtu}`);
     }
-    plans.push({ network, port, subnets, hosts: hosts.join('\n') + '\n', opts: opts.join('\n') + '\n' });
+    plans.push({ network, port, subnets, hosts: hosts.join('\n') + '\n', opts: opts.join('\n') + '\n',
+      metadata: subnets.some((s) => s.isolatedMetadata) });
   }
   return plans;
 }

@@ -34,6 +34,11 @@ export interface DataplaneConfig {
 }
 
 export const DEFAULT_PROVIDER_NS = 'stratus-provider';
+
+/** The all-in-one default: physical network "public" is the provider namespace's bridge, gateway 203.0.113.1. */
+export function defaultPhysicalNetworks(): Record<string, PhysicalNetworkMapping> {
+  return { public: { netns: DEFAULT_PROVIDER_NS, bridge: 'br-public', addresses: ['203.0.113.1/24'] } };
+}
 const VXLAN_PORT = '4789';
 
 const sha = (s: string) => createHash('sha256').update(s).digest('hex');
@@ -105,7 +110,7 @@ export class LinuxDataplane {
     }
     // 3. Garbage: helper processes, then namespaces, then our legs in shared namespaces.
     for (const d of procDirs(this.stateDir)) {
-      if (!wantProcs.has(d) && /^(dhcp|meta)-/.test(d)) {
+      if (!wantProcs.has(d) && /^(dhcp|meta|metan)-/.test(d)) {
         await new ProcDir(join(this.stateDir, d)).remove();
         log.note(`stopped ${d}`);
       }
@@ -261,10 +266,11 @@ export class LinuxDataplane {
   private async convergeDhcp(plan: DhcpPlan, wantProcs: Set<string>, log: ChangeLog): Promise<void> {
     const ns = this.names.dhcpNs(plan.network.id);
     const dev = dhcpLeg(plan.port.id);
+    const meta = plan.metadata ? this.cfg.metadata : undefined;
     await this.convergeLegs(ns, [{ port: plan.port, dev, mtu: plan.network.mtu, addresses: plan.subnets.map((s) => {
       const ip = plan.port.fixedIps.find((f) => f.subnetId === s.id)!.ipAddress;
       return `${ip}/${s.cidr.split('/')[1]}`;
-    }) }], log);
+    }) }], log, meta ? [`${METADATA_IP}/32`] : []);
     await syncSysctls(ns, { 'net.ipv4.ip_forward': '0', 'net.ipv6.conf.all.disable_ipv6': '1' }, log);
     const name = `dhcp-${plan.network.id}`;
     wantProcs.add(name);
@@ -279,6 +285,23 @@ export class LinuxDataplane {
     } else if (changed) {
       dir.signal('SIGHUP');
       log.note(`reloaded dnsmasq in ${ns}`);
+    }
+    if (meta) await this.ensureProxy(`metan-${plan.network.id}`, ns, { networkId: plan.network.id }, meta, wantProcs, log);
+  }
+
+  /** A metadata proxy in a namespace, (re)started when its config changes or it died. */
+  private async ensureProxy(name: string, ns: string, scope: { routerId?: string; networkId?: string },
+    meta: { socketPath: string; secret: string }, wantProcs: Set<string>, log: ChangeLog): Promise<void> {
+    wantProcs.add(name);
+    const dir = new ProcDir(join(this.stateDir, name));
+    dir.ensure();
+    const changed = dir.writeIfChanged('config.json', JSON.stringify({ listen: METADATA_IP, port: 80, socketPath: meta.socketPath,
+      secret: meta.secret, ...scope }), 0o600);
+    const spec = { netns: ns, cmd: process.execPath, args: [fileURLToPath(new URL('./metadata-proxy.js', import.meta.url)), dir.path('config.json')] };
+    if (changed || dir.pid() === null || dir.startedWith() !== JSON.stringify(spec)) {
+      await dir.stop();
+      dir.start(spec);
+      log.note(`started metadata proxy in ${ns}`);
     }
   }
 
@@ -298,19 +321,7 @@ export class LinuxDataplane {
       if (!haveKeys.has(key(r))) await log.change('ip', ['-n', ns, 'route', 'replace', r.dst, 'via', r.gateway]);
     }
     await this.applyTables(`router-${plan.router.id}`, ns, 'iptables', plan.iptables, log);
-    if (!meta) return;
-    const name = `meta-${plan.router.id}`;
-    wantProcs.add(name);
-    const dir = new ProcDir(join(this.stateDir, name));
-    dir.ensure();
-    const changed = dir.writeIfChanged('config.json', JSON.stringify({ listen: METADATA_IP, port: 80, socketPath: meta.socketPath,
-      secret: meta.secret, routerId: plan.router.id }), 0o600);
-    const spec = { netns: ns, cmd: process.execPath, args: [fileURLToPath(new URL('./metadata-proxy.js', import.meta.url)), dir.path('config.json')] };
-    if (changed || dir.pid() === null || dir.startedWith() !== JSON.stringify(spec)) {
-      await dir.stop();
-      dir.start(spec);
-      log.note(`started metadata proxy in ${ns}`);
-    }
+    if (meta) await this.ensureProxy(`meta-${plan.router.id}`, ns, { routerId: plan.router.id }, meta, wantProcs, log);
   }
 
   /** The namespace ends of veth legs: up, MTU, MAC, exactly their addresses; anything else in the namespace (but lo) goes. */

@@ -81,7 +81,10 @@ export function iptablesText(state: HostNetworkState, v6: boolean): string {
     body.push(`-A FORWARD -m physdev --physdev-in ${p.tapName} --physdev-is-bridged -j ${o}`);
     const rules = p.securityGroupIds.flatMap((g) => groups.get(g)?.rules ?? []);
     // Towards the port: replies, DHCP answers (and IPv6 neighbour discovery), then what the groups allow.
-    body.push(`-A ${i} -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN`);
+    // Replies pass by state; packets of the initiator's direction are matched against the rules
+    // every time, so that removing a rule cuts the flows it allowed at once (no conntrack flush needed).
+    body.push(`-A ${i} -m conntrack --ctstate ESTABLISHED --ctdir REPLY -j RETURN`);
+    body.push(`-A ${i} -m conntrack --ctstate RELATED -j RETURN`);
     body.push(`-A ${i} -m conntrack --ctstate INVALID -j DROP`);
     body.push(`-A ${i} ${dhcpServer} -j RETURN`);
     if (v6) for (const t of [130, 131, 132, 134, 135, 136, 143]) body.push(`-A ${i} -p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j RETURN`);
@@ -94,7 +97,8 @@ export function iptablesText(state: HostNetworkState, v6: boolean): string {
       for (const t of [130, 131, 132, 133, 135, 136, 143]) body.push(`-A ${o} -p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j RETURN`);
       body.push(`-A ${o} -p ipv6-icmp -m icmp6 --icmpv6-type 134 -j DROP`);
     }
-    body.push(`-A ${o} -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN`);
+    body.push(`-A ${o} -m conntrack --ctstate ESTABLISHED --ctdir REPLY -j RETURN`);
+    body.push(`-A ${o} -m conntrack --ctstate RELATED -j RETURN`);
     body.push(`-A ${o} -m conntrack --ctstate INVALID -j DROP`);
     for (const r of rules.filter((r) => r.direction === 'egress')) for (const l of ruleLines(r, v6)) body.push(`-A ${o} ${l}`);
     body.push(`-A ${o} -j DROP`);
@@ -134,14 +138,17 @@ export function antispoofText(state: HostNetworkState): string {
     for (const f of p.fixedIps) add(p.macAddress, f.ipAddress);
     add(p.macAddress, linkLocalOf(p.macAddress));
     for (const pair of p.allowedAddressPairs) add(pair.macAddress || p.macAddress, pair.ipAddress);
+    // One rule per address (not a set): a pair's CIDR may overlap a fixed IP, which an nft set refuses.
     for (const [mac, ips] of [...byMac].sort()) {
-      const v4 = ips.filter((i) => !isV6(i)), v6 = ips.filter(isV6);
-      if (v4.length) {
-        lines.push(`    ether saddr ${mac} arp saddr ether ${mac} arp saddr ip { 0.0.0.0, ${v4.join(', ')} } accept`);
-        lines.push(`    ether saddr ${mac} ip saddr { ${v4.join(', ')} } accept`);
+      const v4 = [...new Set(ips.filter((i) => !isV6(i)))], v6 = [...new Set(ips.filter(isV6))];
+      if (v4.length) lines.push(`    ether saddr ${mac} arp saddr ether ${mac} arp saddr ip 0.0.0.0 accept`);
+      for (const ip of v4) {
+        lines.push(`    ether saddr ${mac} arp saddr ether ${mac} arp saddr ip ${ip} accept`);
+        lines.push(`    ether saddr ${mac} ip saddr ${ip} accept`);
       }
-      const v6all = ['::', ...v6, ...(mac === p.macAddress.toLowerCase() ? [] : [linkLocalOf(mac)])];
-      lines.push(`    ether saddr ${mac} ip6 saddr { ${v6all.join(', ')} } accept`);
+      for (const ip of ['::', ...v6, ...(mac === p.macAddress.toLowerCase() ? [] : [linkLocalOf(mac)])]) {
+        lines.push(`    ether saddr ${mac} ip6 saddr ${ip} accept`);
+      }
     }
     lines.push(`    ether saddr ${p.macAddress.toLowerCase()} ip saddr 0.0.0.0 ip daddr 255.255.255.255 udp sport 68 udp dport 67 accept`);
     lines.push('    drop', '  }');

@@ -120,6 +120,12 @@ export interface SubnetSpec {
   hostRoutes: RouteSpec[];
   /** Allocation pools (for reference; no dynamic range is ever served). */
   allocationPools: AllocationPool[];
+  /**
+   * No router serves metadata to this subnet (no router interface on it): the network's DHCP
+   * namespace then serves 169.254.169.254 itself and DHCP pushes a host route to it via the DHCP
+   * port (Neutron's enable_isolated_metadata). Optional; default false.
+   */
+  isolatedMetadata?: boolean;
 }
 
 /** One fixed IP of a port. */

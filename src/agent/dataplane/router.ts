@@ -4,7 +4,8 @@ import type { HostNetworkState, PortSpec, RouterSpec } from './model.js';
 import { parseCidr } from './ipcalc.js';
 import { routerGwLeg, routerIfLeg } from './names.js';
 
-export const METADATA_IP = '169.254.169.254';
+import { METADATA_IP } from './dhcp.js';
+export { METADATA_IP };
 
 export interface LegPlan {
   port: PortSpec;

@@ -3,7 +3,7 @@
 export PATH=/sbin:/bin:/usr/sbin:/usr/bin
 
 # A console marker: one line, fixed prefix, parsed by the agent and the tests.
-# Also logged with the uptime to /var/log/boot.log (when rcS redirected stdout there).
+# Also logged with the uptime to /var/log/boot.log.
 # After boot a getty prompt may hold the console line: start a fresh one.
 marker() {
   if [ -f /run/stratus/booted ]; then
@@ -11,7 +11,7 @@ marker() {
   else
     echo "STRATUS-GUEST: $*" >/dev/console
   fi
-  echo "[$(cut -d' ' -f1 /proc/uptime)] STRATUS-GUEST: $*"
+  echo "[$(cut -d' ' -f1 /proc/uptime)] STRATUS-GUEST: $*" >>/var/log/boot.log 2>/dev/null
 }
 
 # net_start <ifname>: DHCP on one NIC. udhcpc gives up waiting after ~3 s without a server

@@ -1,0 +1,86 @@
+// The OpenStack compute API (Nova v2.1) of Stratus, mounted by the compute module under
+// /compute: version discovery, microversions, and the resources built on compute's hosts and
+// instances. createCompute (index.ts) calls createNovaApi and registers it with one line.
+import type { FastifyRequest } from 'fastify';
+import { authenticate } from '../core/auth.js';
+import type { App } from '../core/http.js';
+import type { ServiceMigrations } from '../core/db.js';
+import type { CatalogEntry, ServiceContext } from '../core/service.js';
+import type { IdentityModule } from '../identity/index.js';
+import { AggregateService } from './aggregates.js';
+import { registerAggregateRoutes } from './api/aggregates.js';
+import type { RouteDeps } from './api/common.js';
+import { registerFlavorRoutes } from './api/flavors.js';
+import { registerHostRoutes } from './api/hosts.js';
+import { registerKeypairRoutes } from './api/keypairs.js';
+import { microversionHook } from './api/microversion.js';
+import { registerQuotaRoutes } from './api/quotas.js';
+import { registerServerGroupRoutes } from './api/server-groups.js';
+import { registerVersionRoutes } from './api/versions.js';
+import { FlavorService } from './flavors.js';
+import { HostDirectory, type HostSource } from './hosts.js';
+import { KeypairService } from './keypairs.js';
+import { novaMigrations } from './nova-migrations.js';
+import { registerComputePolicy } from './policy.js';
+import { QuotaService } from './quotas.js';
+import { ServerGroupService } from './server-groups.js';
+
+export interface NovaDeps {
+  identity: IdentityModule;
+  /** Compute's host registry (ComputeService). */
+  hosts: HostSource;
+}
+
+export interface NovaApi {
+  migrations: ServiceMigrations;
+  catalog: CatalogEntry[];
+  flavors: FlavorService;
+  keypairs: KeypairService;
+  quotas: QuotaService;
+  aggregates: AggregateService;
+  serverGroups: ServerGroupService;
+  hosts: HostDirectory;
+  /** Registers version discovery and every /v2.1 route on the compute scope. */
+  routes(app: App): Promise<void>;
+  /** Bootstrap: registered limits and default flavors. */
+  start(): Promise<void>;
+}
+
+export function createNovaApi(ctx: ServiceContext, deps: NovaDeps): NovaApi {
+  registerComputePolicy(ctx.policy);
+  const db = ctx.db.kysely;
+  const quotas = new QuotaService(db, ctx.db.engine, deps.identity, ctx.cfg.regionId);
+  const flavors = new FlavorService(db);
+  const keypairs = new KeypairService(db, quotas);
+  const hosts = new HostDirectory(db, deps.hosts);
+  const aggregates = new AggregateService(db, async (name) => !!(await deps.hosts.getHost(name)));
+  const serverGroups = new ServerGroupService(db, quotas);
+  const routeDeps: RouteDeps = { policy: ctx.policy, computeUrl: () => `${ctx.baseUrl()}/compute` };
+
+  return {
+    migrations: novaMigrations(ctx.db.engine),
+    catalog: [{ type: 'compute', name: 'nova', description: 'Compute (Nova v2.1)', path: '/compute/v2.1' }],
+    flavors, keypairs, quotas, aggregates, serverGroups, hosts,
+    async routes(app) {
+      registerVersionRoutes(app, (_req: FastifyRequest) => routeDeps.computeUrl());
+      await app.register(async (v21) => {
+        v21.addHook('onRequest', async (req, reply) => {
+          reply.header('x-compute-request-id', req.id);
+        });
+        // Authenticate before the body is parsed and validated: no token, no 400s about it.
+        v21.addHook('onRequest', authenticate(deps.identity));
+        v21.addHook('onRequest', microversionHook);
+        registerFlavorRoutes(v21, routeDeps, flavors);
+        registerKeypairRoutes(v21, routeDeps, keypairs);
+        registerQuotaRoutes(v21, routeDeps, quotas, deps.identity);
+        registerAggregateRoutes(v21, routeDeps, aggregates, hosts);
+        registerServerGroupRoutes(v21, routeDeps, serverGroups);
+        registerHostRoutes(v21, routeDeps, hosts, aggregates);
+      }, { prefix: '/v2.1' });
+    },
+    async start() {
+      await quotas.registerDefaults();
+      await flavors.ensureDefaults();
+    },
+  };
+}
