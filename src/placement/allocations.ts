@@ -8,7 +8,7 @@
 // serializes writing transactions outright. Providers are bumped in uuid order (no deadlocks).
 import type { Logger } from '../core/log.js';
 import { CODE, GenerationConflict, pBadRequest, pConflict, pNotFound } from './codes.js';
-import type { PlacementService } from './service.js';
+import type { InventoryInput, PlacementService } from './service.js';
 import { capacityOf, type AllocationRow, type PlacementStore } from './store.js';
 
 /** rp uuid → resource class → amount. */
@@ -147,6 +147,38 @@ export class AllocationService {
       } else if (!(await s.bumpConsumer(owner, c.generation))) {
         throw pConflict('consumer generation conflict - the consumer changed concurrently', CODE.concurrentUpdate);
       }
+    }
+  }
+
+  /**
+   * POST /reshaper (1.30): new inventories and allocations in one transaction, so that usage can
+   * move between providers (e.g. VCPU from a host to its NUMA children) without a window.
+   * Generations are the caller's (a race answers 409; the caller re-reads and retries).
+   */
+  async reshape(inventories: Array<{ rp: string; generation: number; inventories: Record<string, InventoryInput> }>,
+    entries: ConsumerAllocations[], reservedMayEqualTotal: boolean): Promise<void> {
+    for (const i of inventories) {
+      await this.svc.assertClassesExist(Object.keys(i.inventories), (rc) => `Unknown resource class in inventory for resource provider ${i.rp}: ${rc}`);
+    }
+    try {
+      await this.svc.tx(async (s) => {
+        for (const i of inventories) {
+          await this.svc.applyInventories(s, i.rp, i.generation, i.inventories, { skipInUseCheck: true, reservedMayEqualTotal });
+        }
+        await this.replaceOnce(s, entries);
+        // What is still allocated must still have an inventory to be allocated from.
+        const usage = await s.usage(inventories.map((i) => i.rp));
+        for (const i of inventories) {
+          for (const rc of usage.get(i.rp)?.keys() ?? []) {
+            if (!i.inventories[rc]) {
+              throw pConflict(`update conflict: Inventory for '${rc}' on resource provider '${i.rp}' in use.`, CODE.inventoryInUse);
+            }
+          }
+        }
+      });
+    } catch (e) {
+      if (retryable(e) && !(e instanceof GenerationConflict)) throw new GenerationConflict();
+      throw e;
     }
   }
 

@@ -26,6 +26,8 @@ export interface CandidateQuery {
   groups: RequestGroup[];
   groupPolicy?: 'none' | 'isolate';
   limit?: number;
+  /** Lists of group suffixes whose providers must share a subtree (1.36). */
+  sameSubtree?: string[][];
   /** Traits the root of the tree must have / must not have (1.35). */
   rootRequired?: { required: string[][]; forbidden: string[] };
   /** 'requested': only the requested classes in summaries (< 1.27); 'all': every class. */
@@ -34,6 +36,10 @@ export interface CandidateQuery {
   summaryTraits?: boolean;
   /** Summarize every provider of the candidates' trees (HTTP), not only those in candidates. */
   summaryTrees?: boolean;
+  /** Trees in random order (a scheduler spreading load; concurrent schedulers collide less). */
+  randomize?: boolean;
+  /** False before 1.29: candidates may not involve nested (non-root) providers. */
+  nestedAware?: boolean;
 }
 
 export interface AllocationCandidate {
@@ -68,20 +74,11 @@ type Cap = Map<string, Map<string, { inv: InventoryRow; free: number }>>;
 type Option = { slots: Slot[]; providers: string[] };
 
 export async function findCandidates(s: PlacementStore, q: CandidateQuery): Promise<CandidateResult> {
-  const groups = q.groups.filter((g) => Object.keys(g.resources).length > 0);
+  // Resourceless groups (1.36) only make sense inside a same_subtree: they name a provider.
+  const groups = q.groups.filter((g) => Object.keys(g.resources).length > 0 || g.suffix !== '');
   const classes = [...new Set(groups.flatMap((g) => Object.keys(g.resources)))];
+  const needTrees = groups.some((g) => !Object.keys(g.resources).length) || (q.sameSubtree?.length ?? 0) > 0;
   if (!classes.length) return { candidates: [], summaries: {} };
-
-  const inventories = await s.capacityOfClasses(classes);
-  // provider → class → inventory and what is free of it (nested maps: no string keys to build).
-  const cap: Cap = new Map();
-  const rows = new Map<string, ProviderRow>();
-  for (const i of inventories) {
-    let m = cap.get(i.rp_uuid);
-    if (!m) { cap.set(i.rp_uuid, (m = new Map())); rows.set(i.rp_uuid, i.provider); }
-    m.set(i.resource_class, { inv: i, free: capacityOf(i) - i.used });
-  }
-  const holders = [...rows.keys()];
 
   // Only the trait and aggregate rows the request mentions (plus sharing markers).
   const traitNames = new Set<string>([SHARES]);
@@ -95,10 +92,24 @@ export async function findCandidates(s: PlacementStore, q: CandidateQuery): Prom
   q.rootRequired?.required.flat().forEach((t) => traitNames.add(t));
   q.rootRequired?.forbidden.forEach((t) => traitNames.add(t));
   const traits = groupLinks(await s.links('traits', undefined, [...traitNames]));
-  const sharing = holders.filter((rp) => traits.get(rp)?.has(SHARES));
   const aggs = groupLinks(await s.links('aggregates', undefined, [...aggNames]));
 
-  // Sharing providers: which trees they serve (roots of providers in any of their aggregates).
+  // provider → class → inventory and what is free of it (nested maps: no string keys to build).
+  const cap: Cap = new Map();
+  const rows = new Map<string, ProviderRow>();
+  const load = (inventories: Awaited<ReturnType<PlacementStore['capacityOfClasses']>>): string[] => {
+    const fresh: string[] = [];
+    for (const i of inventories) {
+      let m = cap.get(i.rp_uuid);
+      if (!m) { cap.set(i.rp_uuid, (m = new Map())); rows.set(i.rp_uuid, i.provider); fresh.push(i.rp_uuid); }
+      m.set(i.resource_class, { inv: i, free: capacityOf(i) - i.used });
+    }
+    return fresh;
+  };
+
+  // Sharing providers, loaded up front: they may serve trees on any page.
+  const sharingIds = [...traits].filter(([, set]) => set.has(SHARES)).map(([rp]) => rp);
+  const sharing = sharingIds.length ? load(await s.capacityOfClasses(classes, { rps: sharingIds })) : [];
   const servesRoots = new Map<string, Set<string>>();
   if (sharing.length) {
     const shareAggs = await s.links('aggregates', sharing);
@@ -117,6 +128,10 @@ export async function findCandidates(s: PlacementStore, q: CandidateQuery): Prom
   for (const g of groups) {
     if (g.inTree && !inTreeRoot.has(g.inTree)) inTreeRoot.set(g.inTree, (await s.provider(g.inTree))?.root_uuid ?? null);
   }
+  // Every group pinned to one tree: only that tree's rows are needed.
+  const pinnedRoots = new Set(groups.map((g) => (g.inTree ? inTreeRoot.get(g.inTree) ?? null : undefined)));
+  const pinned = pinnedRoots.size === 1 && !pinnedRoots.has(undefined) ? [...pinnedRoots][0] : undefined;
+  if (pinned === null) return { candidates: [], summaries: {} };
 
   const has = (m: Map<string, Set<string>>, rp: string, name: string) => m.get(rp)?.has(name) ?? false;
   const passesOwn = (g: RequestGroup, rp: string, perProviderRequired: boolean): boolean => {
@@ -140,89 +155,144 @@ export async function findCandidates(s: PlacementStore, q: CandidateQuery): Prom
       && amount <= c.free;
   };
 
-  // Per group and class: the providers that could take that amount on their own.
-  const able = groups.map((g) => {
-    const m = new Map<string, string[]>();
-    for (const [rc, amount] of Object.entries(g.resources)) {
-      m.set(rc, holders.filter((rp) => fits(rp, rc, amount) && passesOwn(g, rp, g.suffix !== '')));
-    }
-    return m;
-  });
-  // The same, indexed by tree (sharing providers listed under every tree they serve), so that
-  // walking the trees stays linear in the number of providers.
-  const ableByRoot = able.map((m) => {
-    const out = new Map<string, Map<string, string[]>>();
-    for (const [rc, list] of m) {
-      for (const rp of list) {
-        const trees = new Set([rows.get(rp)!.root_uuid, ...(servesRoots.get(rp) ?? [])]);
-        for (const root of trees) {
-          let byRc = out.get(root);
-          if (!byRc) out.set(root, (byRc = new Map()));
-          let l = byRc.get(rc);
-          if (!l) byRc.set(rc, (l = []));
-          l.push(rp);
-        }
-      }
-    }
-    return out;
-  });
-
-  // Candidate trees, in provider creation order (stable answers).
-  const roots = new Set<string>();
-  for (const m of able) for (const list of m.values()) for (const rp of list) {
-    const row = rows.get(rp)!;
-    if (servesRoots.has(rp)) servesRoots.get(rp)!.forEach((r) => roots.add(r));
-    roots.add(row.root_uuid);
-  }
-  const rootOrder = [...roots].map((r) => rows.get(r)).filter((r): r is ProviderRow => !!r)
-    .sort((a, b) => (a.created_at < b.created_at ? -1 : a.created_at > b.created_at ? 1 : a.uuid < b.uuid ? -1 : 1)).map((r) => r.uuid);
-  for (const r of roots) if (!rows.has(r)) rootOrder.push(r); // roots holding none of the classes (nested)
-  const rootTraitNeeded = q.rootRequired && (q.rootRequired.required.length || q.rootRequired.forbidden.length);
-  const rootTraits = rootTraitNeeded ? groupLinks(await s.links('traits', rootOrder)) : new Map<string, Set<string>>();
-
   const candidates: AllocationCandidate[] = [];
   const seen = new Set<string>();
   const limit = q.limit ?? Infinity;
-  for (const root of rootOrder) {
-    if (candidates.length >= limit) break;
-    if (rootTraitNeeded) {
-      const mine = rootTraits.get(root) ?? new Set<string>();
-      if (!q.rootRequired!.required.every((anyOf) => anyOf.some((t) => mine.has(t)))) continue;
-      if (q.rootRequired!.forbidden.some((t) => mine.has(t))) continue;
-    }
-    const perGroup: Option[][] = [];
-    for (let gi = 0; gi < groups.length; gi++) {
-      const g = groups[gi]!;
-      const here = ableByRoot[gi]!.get(root) ?? new Map<string, string[]>();
-      const opts = g.suffix === '' ? unsuffixedOptions(g, here, traits) : suffixedOptions(g, here);
-      if (!opts.length) break;
-      perGroup.push(opts);
-    }
-    if (perGroup.length !== groups.length) continue;
+  const rootTraitNeeded = !!q.rootRequired && (q.rootRequired.required.length > 0 || q.rootRequired.forbidden.length > 0);
 
-    let explored = 0;
-    const pick: Option[] = [];
-    const walk = (gi: number): void => {
-      if (candidates.length >= limit || explored >= MAX_COMBOS_PER_TREE) return;
-      if (gi === groups.length) {
-        explored++;
-        const c = combine(groups, pick, q.groupPolicy === 'isolate', cap, root);
-        if (!c) return;
-        // Only sharing providers can make two trees yield the same candidate.
-        if (!sharing.length) { candidates.push(c); return; }
-        const key = JSON.stringify([c.allocations, c.mappings]);
-        if (!seen.has(key)) { seen.add(key); candidates.push(c); }
-        return;
+  /** Finds the candidates of the trees in `rootOrder`, whose providers are `holders` (plus sharing ones). */
+  const parentOf = new Map<string, string | null>();
+  const processTrees = async (holders: string[], rootOrder: string[]): Promise<void> => {
+    const pool = [...holders, ...sharing];
+    // Whole trees, for resourceless groups and same_subtree (only when the request has them).
+    const membersOf = new Map<string, string[]>();
+    if (needTrees) {
+      for (const part of chunks(rootOrder)) {
+        for (const p of await s.treeMembers(part)) {
+          parentOf.set(p.uuid, p.parent_uuid);
+          if (!rows.has(p.uuid)) rows.set(p.uuid, p);
+          let l = membersOf.get(p.root_uuid);
+          if (!l) membersOf.set(p.root_uuid, (l = []));
+          l.push(p.uuid);
+        }
       }
-      for (const o of perGroup[gi]!) { pick.push(o); walk(gi + 1); pick.pop(); if (candidates.length >= limit) return; }
-    };
-    walk(0);
+    }
+    // Per group and class: the providers that could take that amount on their own, indexed by
+    // tree (sharing providers under every tree they serve): walking trees stays linear.
+    const ableByRoot = groups.map((g) => {
+      const out = new Map<string, Map<string, string[]>>();
+      for (const [rc, amount] of Object.entries(g.resources)) {
+        for (const rp of pool) {
+          if (!fits(rp, rc, amount) || !passesOwn(g, rp, g.suffix !== '')) continue;
+          const own = rows.get(rp)!.root_uuid;
+          const served = servesRoots.get(rp);
+          for (const root of served ? new Set([own, ...served]) : [own]) {
+            let byRc = out.get(root);
+            if (!byRc) out.set(root, (byRc = new Map()));
+            let l = byRc.get(rc);
+            if (!l) byRc.set(rc, (l = []));
+            l.push(rp);
+          }
+        }
+      }
+      return out;
+    });
+    const rootTraits = rootTraitNeeded ? groupLinks(await s.links('traits', rootOrder)) : new Map<string, Set<string>>();
+    for (const root of rootOrder) {
+      if (candidates.length >= limit) break;
+      if (rootTraitNeeded) {
+        const mine = rootTraits.get(root) ?? new Set<string>();
+        if (!q.rootRequired!.required.every((anyOf) => anyOf.some((t) => mine.has(t)))) continue;
+        if (q.rootRequired!.forbidden.some((t) => mine.has(t))) continue;
+      }
+      const perGroup: Option[][] = [];
+      for (let gi = 0; gi < groups.length; gi++) {
+        const g = groups[gi]!;
+        let opts: Option[];
+        if (!Object.keys(g.resources).length) {
+          opts = (membersOf.get(root) ?? []).filter((rp) => passesOwn(g, rp, true)).map((rp) => ({ slots: [], providers: [rp] }));
+        } else {
+          const here = ableByRoot[gi]!.get(root);
+          if (!here) break;
+          opts = g.suffix === '' ? unsuffixedOptions(g, here, traits) : suffixedOptions(g, here);
+        }
+        if (!opts.length) break;
+        perGroup.push(opts);
+      }
+      if (perGroup.length !== groups.length) continue;
+
+      let explored = 0;
+      const pick: Option[] = [];
+      const walk = (gi: number): void => {
+        if (candidates.length >= limit || explored >= MAX_COMBOS_PER_TREE) return;
+        if (gi === groups.length) {
+          explored++;
+          const c = combine(groups, pick, q.groupPolicy === 'isolate', cap, root);
+          if (!c || !sameSubtreeOk(q.sameSubtree, c.mappings, parentOf)) return;
+          if (q.nestedAware === false && Object.keys(c.allocations).some((rp) => rows.get(rp)!.parent_uuid !== null)) return;
+          // Only sharing providers can make two trees yield the same candidate.
+          if (!sharing.length) { candidates.push(c); return; }
+          const key = JSON.stringify([c.allocations, c.mappings]);
+          if (!seen.has(key)) { seen.add(key); candidates.push(c); }
+          return;
+        }
+        for (const o of perGroup[gi]!) { pick.push(o); walk(gi + 1); pick.pop(); if (candidates.length >= limit) return; }
+      };
+      walk(0);
+    }
+  };
+
+  if (pinned !== undefined) {
+    await processTrees(load(await s.capacityOfClasses(classes, { roots: [pinned] })), [pinned]);
+  } else if (q.limit !== undefined || q.randomize) {
+    // Trees a page at a time (creation order, or shuffled), stopping once the limit is reached.
+    const all = await s.rootPage(0, Number.MAX_SAFE_INTEGER);
+    if (q.randomize) shuffle(all);
+    const pageSize = Math.min(5000, Math.max(100, (q.limit ?? 5000) * 4));
+    for (let at = 0; at < all.length && candidates.length < limit; at += pageSize) {
+      const roots = all.slice(at, at + pageSize);
+      await processTrees(load(await s.capacityOfClasses(classes, { roots })), roots);
+    }
+  } else {
+    const holders = load(await s.capacityOfClasses(classes));
+    const roots = new Set<string>();
+    for (const rp of [...holders, ...sharing]) {
+      roots.add(rows.get(rp)!.root_uuid);
+      servesRoots.get(rp)?.forEach((r) => roots.add(r));
+    }
+    // Trees in provider creation order (stable answers); roots holding none of the classes last.
+    const rootOrder = [...roots].map((r) => rows.get(r)).filter((r): r is ProviderRow => !!r)
+      .sort((a, b) => (a.created_at < b.created_at ? -1 : a.created_at > b.created_at ? 1 : a.uuid < b.uuid ? -1 : 1)).map((r) => r.uuid);
+    for (const r of roots) if (!rows.has(r)) rootOrder.push(r);
+    await processTrees(holders, rootOrder);
   }
 
   const mode = q.summaries ?? 'all';
   const known = { rows, cap };
   const summaries = mode === 'none' ? {} : await summarize(s, candidates, classes, mode, q.summaryTraits ?? true, q.summaryTrees ?? true, known);
   return { candidates, summaries };
+}
+
+function shuffle<T>(a: T[]): void {
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [a[i], a[j]] = [a[j]!, a[i]!];
+  }
+}
+
+/** same_subtree: one provider among the listed groups' providers is an ancestor of (or is) all the others. */
+function sameSubtreeOk(lists: string[][] | undefined, mappings: Record<string, string[]>, parentOf: Map<string, string | null>): boolean {
+  if (!lists?.length) return true;
+  const ancestors = (rp: string): Set<string> => {
+    const out = new Set<string>();
+    for (let cur: string | null | undefined = rp; cur && !out.has(cur); cur = parentOf.get(cur)) out.add(cur);
+    return out;
+  };
+  return lists.every((suffixes) => {
+    const providers = [...new Set(suffixes.flatMap((sfx) => mappings[sfx] ?? []))];
+    const lines = providers.map(ancestors);
+    return providers.some((top) => lines.every((line) => line.has(top)));
+  });
 }
 
 function suffixedOptions(g: RequestGroup, able: Map<string, string[]>): Option[] {
@@ -264,7 +334,7 @@ function combine(groups: RequestGroup[], pick: Option[], isolate: boolean, cap: 
   if (isolate) {
     const used = new Set<string>();
     for (let i = 0; i < groups.length; i++) {
-      if (groups[i]!.suffix === '') continue;
+      if (groups[i]!.suffix === '' || !Object.keys(groups[i]!.resources).length) continue;
       for (const rp of pick[i]!.providers) { if (used.has(rp)) return undefined; used.add(rp); }
     }
   }

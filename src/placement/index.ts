@@ -9,7 +9,7 @@ import { catalogRoutes } from './api/catalog.js';
 import type { Deps } from './api/deps.js';
 import { providerRoutes } from './api/providers.js';
 import { createPlacementClient, type PlacementClient } from './client.js';
-import { MAX_VERSION, MIN_VERSION, negotiate } from './microversion.js';
+import { cacheHeaders, MAX_VERSION, MIN_VERSION, negotiate } from './microversion.js';
 import { migrations } from './migrations.js';
 import { PlacementService } from './service.js';
 
@@ -27,7 +27,7 @@ for (const r of ['resource_providers:create', 'resource_providers:update', 'reso
   'resource_providers:inventories:create', 'resource_providers:inventories:update', 'resource_providers:inventories:delete',
   'resource_providers:traits:update', 'resource_providers:traits:delete', 'resource_providers:aggregates:update',
   'resource_classes:create', 'resource_classes:update', 'resource_classes:delete', 'traits:update', 'traits:delete',
-  'allocations:update', 'allocations:delete', 'allocations:manage']) RULES[`placement:${r}`] = WRITE;
+  'allocations:update', 'allocations:delete', 'allocations:manage', 'reshaper:reshape']) RULES[`placement:${r}`] = WRITE;
 
 export interface PlacementModule extends ServiceModule {
   /** The in-process interface for compute (scheduler, host registration). */
@@ -55,6 +55,7 @@ export function createPlacement(ctx: ServiceContext, deps: { identity: TokenVali
     async routes(app) {
       useErrorStyle(app, placementError);
       app.addHook('onRequest', negotiate);
+      app.addHook('onSend', cacheHeaders);
       // Version discovery answers without a token, as Placement's root does.
       app.get('/', async () => ({
         versions: [{ id: 'v1.0', max_version: MAX_VERSION, min_version: MIN_VERSION, status: 'CURRENT',

@@ -15,6 +15,15 @@ export const MAX_INT = 2147483647;
 
 export type InventoryInput = Partial<InventoryFields> & { total: number };
 
+export interface InventoryOpts {
+  /** From 1.26 reserved may equal total. */
+  reservedMayEqualTotal?: boolean;
+  /** Keep classes in use that the new inventory drops (host re-registration). */
+  keepInUse?: boolean;
+  /** The reshaper checks usage against inventory once, at the end. */
+  skipInUseCheck?: boolean;
+}
+
 export const inventoryDefaults = (i: InventoryInput): InventoryFields => ({
   total: i.total, reserved: i.reserved ?? 0, min_unit: i.min_unit ?? 1, max_unit: i.max_unit ?? MAX_INT,
   step_size: i.step_size ?? 1, allocation_ratio: i.allocation_ratio ?? 1.0,
@@ -189,23 +198,27 @@ export class PlacementService {
    * re-registering a shrunken host must not fail).
    */
   async setInventories(uuid: string, generation: number | undefined, inv: Record<string, InventoryInput>,
-    opts: { reservedMayEqualTotal?: boolean; keepInUse?: boolean } = {}): Promise<{ generation: number; inventories: Record<string, InventoryFields> }> {
+    opts: InventoryOpts = {}): Promise<{ generation: number; inventories: Record<string, InventoryFields> }> {
     await this.assertClassesExist(Object.keys(inv), (rc) => `Unknown resource class in inventory for resource provider ${uuid}: ${rc}`);
+    return this.tx((s) => this.applyInventories(s, uuid, generation, inv, opts));
+  }
+
+  /** setInventories inside the caller's transaction (the reshaper applies several). */
+  async applyInventories(s: PlacementStore, uuid: string, generation: number | undefined, inv: Record<string, InventoryInput>,
+    opts: InventoryOpts = {}): Promise<{ generation: number; inventories: Record<string, InventoryFields> }> {
     const full = Object.entries(inv).map(([rc, i]) => ({ rp_uuid: uuid, resource_class: rc, ...inventoryDefaults(i) }));
     for (const r of full) validateInventory(uuid, r, opts.reservedMayEqualTotal ?? true);
-    return this.tx(async (s) => {
-      const p = await this.provider(uuid, s);
-      const current = await s.inventories([uuid]);
-      for (const old of current) {
-        if (inv[old.resource_class]) continue;
-        if (!(await s.hasAllocations(uuid, old.resource_class))) continue;
-        if (opts.keepInUse) { full.push(old); continue; }
-        throw pConflict(`update conflict: Inventory for '${old.resource_class}' on resource provider '${uuid}' in use.`, CODE.inventoryInUse);
-      }
-      if (!(await s.bumpGeneration(uuid, generation ?? p.generation))) throw new GenerationConflict();
-      await s.replaceInventories(uuid, full);
-      return { generation: p.generation + 1, inventories: Object.fromEntries(full.map((r) => [r.resource_class, fieldsOf(r)])) };
-    });
+    const p = await this.provider(uuid, s);
+    const current = await s.inventories([uuid]);
+    for (const old of current) {
+      if (inv[old.resource_class] || opts.skipInUseCheck) continue;
+      if (!(await s.hasAllocations(uuid, old.resource_class))) continue;
+      if (opts.keepInUse) { full.push(old); continue; }
+      throw pConflict(`update conflict: Inventory for '${old.resource_class}' on resource provider '${uuid}' in use.`, CODE.inventoryInUse);
+    }
+    if (!(await s.bumpGeneration(uuid, generation ?? p.generation))) throw new GenerationConflict();
+    await s.replaceInventories(uuid, full);
+    return { generation: p.generation + 1, inventories: Object.fromEntries(full.map((r) => [r.resource_class, fieldsOf(r)])) };
   }
 
   async setInventory(uuid: string, generation: number, rc: string, i: InventoryInput, reservedMayEqualTotal: boolean): Promise<{ generation: number; inventory: InventoryFields }> {

@@ -81,6 +81,14 @@ export class PlacementStore {
     return q.orderBy('created_at').orderBy('uuid').execute() as Promise<ProviderRow[]>;
   }
 
+  /** Root providers, a page at a time in creation order. */
+  async rootPage(offset: number, size: number): Promise<string[]> {
+    const r = await this.db.selectFrom('placement_resource_providers').select('uuid').where('parent_uuid', 'is', null)
+      .orderBy('created_at').orderBy('uuid')
+      .$if(size < Number.MAX_SAFE_INTEGER, (q) => q.limit(size).offset(offset)).execute();
+    return r.map((x) => x.uuid as string);
+  }
+
   /** Every provider in the trees rooted at `roots`. */
   async treeMembers(roots: string[]): Promise<ProviderRow[]> {
     const out: ProviderRow[] = [];
@@ -154,8 +162,10 @@ export class PlacementStore {
    * One pass for allocation candidates: every inventory of `classes` with its usage and its
    * provider's row (the provider repeats per class; cheaper than a second round trip).
    */
-  async capacityOfClasses(classes: string[]): Promise<Array<InventoryRow & { used: number; provider: ProviderRow }>> {
+  async capacityOfClasses(classes: string[], only: { roots?: string[]; rps?: string[] } = {}): Promise<Array<InventoryRow & { used: number; provider: ProviderRow }>> {
     const list = sql.join(classes);
+    const narrow = only.roots ? sql`AND p.root_uuid IN (${sql.join(only.roots)})`
+      : only.rps ? sql`AND i.rp_uuid IN (${sql.join(only.rps)})` : sql``;
     const r = await sql<any>`
       SELECT i.rp_uuid, i.resource_class, i.total, i.reserved, i.min_unit, i.max_unit, i.step_size, i.allocation_ratio,
              COALESCE((SELECT SUM(a.used) FROM placement_allocations a
@@ -163,7 +173,7 @@ export class PlacementStore {
              p.name, p.generation, p.parent_uuid, p.root_uuid, p.created_at, p.updated_at
         FROM placement_inventories i
         JOIN placement_resource_providers p ON p.uuid = i.rp_uuid
-       WHERE i.resource_class IN (${list})`.execute(this.db);
+       WHERE i.resource_class IN (${list}) ${narrow}`.execute(this.db);
     return r.rows.map((x) => ({
       ...numericInventory(x), used: Number(x.used),
       provider: { uuid: x.rp_uuid, name: x.name, generation: Number(x.generation), parent_uuid: x.parent_uuid,

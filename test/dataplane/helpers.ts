@@ -169,7 +169,7 @@ export function emptyState(): HostNetworkState {
 
 /** Everything observable that the data plane may leave behind, for before/after comparisons. */
 export async function hostSnapshot(): Promise<{ route: string; netns: string[]; links: string[]; ruleset: string }> {
-  const route = (await must('ip', ['route', 'show', 'table', 'all'])).trim();
+  const route = (await must('ip', ['-4', 'route', 'show', 'table', 'all'])).trim(); // IPv4: other tests' links may come and go (IPv6 link routes)
   const ns = (await sh('ip', ['-j', 'netns', 'list'])).stdout.trim();
   const links = (JSON.parse(await must('ip', ['-j', 'link', 'show'])) as { ifname: string }[]).map((l) => l.ifname).sort();
   const ruleset = (await must('nft', ['list', 'ruleset'])).trim();

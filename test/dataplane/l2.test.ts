@@ -31,7 +31,8 @@ const dhcpA = port(netA, subA, '10.10.0.2', { deviceOwner: 'network:dhcp', devic
 let a = '', b = '', c = '';
 
 function state(over: Partial<HostNetworkState> = {}, ports: PortSpec[] = [pa, pb, pc, dhcpA]): HostNetworkState {
-  return { ...emptyState(), networks: [netA, netB], subnets: [subA, subB], ports, securityGroups: [sg], ...over };
+  // A tunnel endpoint but no underlay configured and no peers: a single host, no VXLAN device needed.
+  return { ...emptyState(), underlayIp: '127.0.0.1', networks: [netA, netB], subnets: [subA, subB], ports, securityGroups: [sg], ...over };
 }
 
 before(async () => {

@@ -6,6 +6,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FileImageSource } from '../../src/compute/images.js';
 import type { TestCloud } from './cloud.js';
+import { cgroupRoot, guestCgroup, removeCgroup } from '../../src/agent/hypervisor/qemu/process.js';
 
 export const TEST_IMAGE = join(process.cwd(), 'build', 'guest', 'stratus-test.qcow2');
 export const TEST_IMAGE_ID = 'stratus-test-image';
@@ -82,6 +83,10 @@ export function testAgent(tc: TestCloud, opts: { host?: string; args?: string[] 
       for (const pid of guestPids(tc.dataDir)) {
         try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
       }
+      // Their cgroups too (empty once the processes are gone).
+      const dir = join(tc.dataDir, 'agent', 'instances');
+      const root = cgroupRoot();
+      if (existsSync(dir)) for (const id of readdirSync(dir)) await removeCgroup(guestCgroup(root, id));
     },
   };
   return self;

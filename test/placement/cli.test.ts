@@ -83,3 +83,26 @@ test('the demo user (no admin role) is refused', async () => {
   assert.notEqual(r.code, 0);
   assert.match(r.stderr, /HTTP 403/);
 });
+
+test('aggregates, per-class inventory, deleting classes and traits', async () => {
+  const rp = await tc.openstackJson(['resource', 'provider', 'create', 'cli-agg-host']);
+  const agg = randomUUID();
+  const set = await tc.openstackJson<Array<{ uuid: string }>>(['resource', 'provider', 'aggregate', 'set', rp.uuid,
+    '--aggregate', agg, '--generation', '0']);
+  assert.deepEqual(set.map((a) => a.uuid), [agg]);
+  const stale = await tc.openstack(['resource', 'provider', 'aggregate', 'set', rp.uuid, '--aggregate', agg, '--generation', '0']);
+  assert.match(stale.stderr, /generation conflict/);
+  const inv = await tc.openstackJson(['resource', 'provider', 'inventory', 'class', 'set', rp.uuid, 'VCPU', '--total', '4', '--max_unit', '2']);
+  assert.equal(inv.total, 4);
+  assert.equal(inv.max_unit, 2);
+  const shown = await tc.openstackJson(['resource', 'provider', 'inventory', 'show', rp.uuid, 'VCPU']);
+  assert.equal(shown.max_unit, 2);
+  assert.equal((await tc.openstack(['resource', 'provider', 'inventory', 'delete', rp.uuid, '--resource-class', 'VCPU'])).code, 0);
+  assert.deepEqual(await tc.openstackJson(['resource', 'provider', 'inventory', 'list', rp.uuid]), []);
+  assert.equal((await tc.openstack(['trait', 'create', 'CUSTOM_CLI_GONE'])).code, 0);
+  assert.equal((await tc.openstack(['trait', 'delete', 'CUSTOM_CLI_GONE'])).code, 0);
+  assert.equal((await tc.openstack(['resource', 'class', 'create', 'CUSTOM_CLI_GONE'])).code, 0);
+  assert.equal((await tc.openstack(['resource', 'class', 'delete', 'CUSTOM_CLI_GONE'])).code, 0);
+  const std = await tc.openstack(['resource', 'class', 'delete', 'VCPU']);
+  assert.match(std.stderr, /standard/);
+});

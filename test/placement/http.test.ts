@@ -44,6 +44,9 @@ test('version discovery and microversion negotiation', async () => {
   const latest = await P('GET', '/resource_providers', 'latest');
   assert.equal(latest.headers.get('openstack-api-version'), 'placement 1.39');
   assert.match(latest.headers.get('vary') ?? '', /openstack-api-version/);
+  assert.equal(latest.headers.get('cache-control'), 'no-cache');
+  assert.ok(latest.headers.get('last-modified'));
+  assert.equal((await P('GET', '/resource_providers', '1.14')).headers.get('cache-control'), null);
   const tooNew = await P('GET', '/resource_providers', '1.99');
   assert.equal(tooNew.status, 406);
   assert.equal(tooNew.body.errors[0].max_version, '1.39');
@@ -191,6 +194,11 @@ test('allocation candidates: shapes per microversion, granular groups, limit', a
   assert.deepEqual(mine, { allocations: [{ resource_provider: { uuid: root }, resources: { VCPU: 1, MEMORY_MB: 1024 } }] });
   assert.deepEqual(v110.body.provider_summaries[root], { resources: { VCPU: { capacity: 8, used: 0 }, MEMORY_MB: { capacity: 8192, used: 0 } } });
 
+  // Before 1.29 nested providers take no part.
+  assert.deepEqual((await P('GET', `/allocation_candidates?resources=SRIOV_NET_VF:1&in_tree=${root}`, '1.28')).status, 400);
+  assert.deepEqual((await P('GET', `/allocation_candidates?resources=SRIOV_NET_VF:1`, '1.28')).body.allocation_requests
+    .filter((a: any) => a.allocations[pf]), []);
+  assert.equal((await P('GET', `/allocation_candidates?resources=SRIOV_NET_VF:1&in_tree=${root}`, '1.31')).body.allocation_requests.length, 1);
   const member = await P('GET', `/allocation_candidates?resources=VCPU:1&member_of=in:${agg},${randomUUID()}`, '1.24');
   assert.deepEqual(member.body.allocation_requests.map((a: any) => Object.keys(a.allocations)), [[root]]);
   const notMember = await P('GET', `/allocation_candidates?resources=VCPU:1&member_of=!${agg}&in_tree=${root}`, '1.32');
@@ -199,6 +207,58 @@ test('allocation candidates: shapes per microversion, granular groups, limit', a
   assert.equal(limited.body.allocation_requests.length, 1);
   const anyTraits = await P('GET', `/allocation_candidates?resources=VCPU:1&required=in:HW_CPU_X86_SSE,HW_CPU_X86_AVX&in_tree=${root}`, '1.39');
   assert.deepEqual(anyTraits.body.allocation_requests, []);
+});
+
+test('same_subtree with a resourceless group (1.36)', async () => {
+  assert.equal((await P('PUT', '/resource_classes/CUSTOM_ACC')).status, 201);
+  for (const t of ['CUSTOM_NUMA_A', 'CUSTOM_NUMA_B']) assert.equal((await P('PUT', `/traits/${t}`)).status, 201);
+  const root = await provider('ss-root', { VCPU: { total: 4 } });
+  const numa: string[] = [];
+  const acc: string[] = [];
+  for (const [i, t] of ['CUSTOM_NUMA_A', 'CUSTOM_NUMA_B'].entries()) {
+    const n = await P('POST', '/resource_providers', 'latest', { name: `ss-numa${i}`, parent_provider_uuid: root });
+    await P('PUT', `/resource_providers/${n.body.uuid}/traits`, 'latest', { traits: [t], resource_provider_generation: 0 });
+    numa.push(n.body.uuid);
+    acc.push(await provider(`ss-acc${i}`, { CUSTOM_ACC: { total: 1 } }, n.body.uuid));
+  }
+  const q = `/allocation_candidates?resources=VCPU:1&resources_ACC=CUSTOM_ACC:1&required_NUMA=CUSTOM_NUMA_A&group_policy=none&in_tree=${root}`;
+  const r = await P('GET', `${q}&same_subtree=_ACC,_NUMA`, '1.36');
+  assert.equal(r.status, 200, r.text);
+  assert.deepEqual(r.body.allocation_requests, [{
+    allocations: { [root]: { resources: { VCPU: 1 } }, [acc[0]!]: { resources: { CUSTOM_ACC: 1 } } },
+    mappings: { '': [root], _ACC: [acc[0]], _NUMA: [numa[0]] },
+  }]);
+  // Without same_subtree the resourceless group is refused; unknown suffixes too.
+  assert.equal((await P('GET', q, '1.36')).status, 400);
+  assert.equal((await P('GET', `${q}&same_subtree=_ACC,_NOPE`, '1.36')).status, 400);
+  assert.equal((await P('GET', `${q}&same_subtree=_ACC,_NUMA`, '1.35')).status, 400);
+});
+
+test('reshaper moves inventory and allocations together, or nothing (1.30)', async () => {
+  const root = await provider('rs-root', { VCPU: { total: 4 }, MEMORY_MB: { total: 1024 } });
+  const c = randomUUID();
+  assert.equal((await P('PUT', `/allocations/${c}`, '1.30', { allocations: { [root]: { resources: { VCPU: 2, MEMORY_MB: 256 } } },
+    project_id: 'p', user_id: 'u', consumer_generation: null })).status, 204);
+  const child = (await P('POST', '/resource_providers', 'latest', { name: 'rs-numa0', parent_provider_uuid: root })).body.uuid;
+  const gen = async (rp: string) => (await P('GET', `/resource_providers/${rp}`)).body.generation;
+  // Dropping VCPU from the root while the consumer still holds it there: refused, nothing changes.
+  const bad = await P('POST', '/reshaper', '1.30', {
+    inventories: { [root]: { resource_provider_generation: await gen(root), inventories: { MEMORY_MB: { total: 1024 } } },
+      [child]: { resource_provider_generation: await gen(child), inventories: { VCPU: { total: 4 } } } },
+    allocations: {},
+  });
+  assert.equal(bad.status, 409, bad.text);
+  assert.deepEqual((await P('GET', `/resource_providers/${child}/inventories`)).body.inventories, {});
+  const ok = await P('POST', '/reshaper', '1.30', {
+    inventories: { [root]: { resource_provider_generation: await gen(root), inventories: { MEMORY_MB: { total: 1024 } } },
+      [child]: { resource_provider_generation: await gen(child), inventories: { VCPU: { total: 4 } } } },
+    allocations: { [c]: { allocations: { [root]: { resources: { MEMORY_MB: 256 } }, [child]: { resources: { VCPU: 2 } } },
+      project_id: 'p', user_id: 'u', consumer_generation: 0 } },
+  });
+  assert.equal(ok.status, 204, ok.text);
+  assert.deepEqual((await P('GET', `/resource_providers/${root}/usages`)).body.usages, { MEMORY_MB: 256 });
+  assert.deepEqual((await P('GET', `/resource_providers/${child}/usages`)).body.usages, { VCPU: 2 });
+  assert.equal((await P('POST', '/reshaper', '1.29', { inventories: {}, allocations: {} })).status, 404);
 });
 
 test('POST /allocations moves a consumer atomically; usages per project (1.38 by type)', async () => {

@@ -11,6 +11,7 @@ const owner = { projectId: 'p-1', userId: 'u-1' };
 
 before(async () => {
   tc = await startTestCloud();
+  await (tc.cloud.modules.find((m) => m.name === 'placement') as PlacementModule).service.createResourceClass('CUSTOM_PAGE', true);
   pl = (tc.cloud.modules.find((m) => m.name === 'placement') as PlacementModule).client;
 });
 after(async () => { await tc?.stop(); });
@@ -71,6 +72,32 @@ test('candidates: nested tree and a sharing provider', async () => {
   const g = await pl.getCandidates({ resources: { VCPU: 1 }, groups: [{ suffix: '1', resources: { MEMORY_MB: 256 } }], inTree: root.uuid });
   assert.deepEqual(g.candidates[0]!.mappings, { '': [root.uuid], '1': [numa.uuid] });
   assert.ok(await pl.claim(randomUUID(), g.candidates[0]!.allocations, owner));
+});
+
+test('a limit reads trees page by page and agrees with the full answer', async () => {
+  // More trees than one page (100 roots), the last three marked: a limit must look past page one.
+  for (let i = 0; i < 110; i++) {
+    await pl.ensureHostProvider({ name: `page-${i}`, inventories: { VCPU: { total: 2 }, CUSTOM_PAGE: { total: 1 } },
+      traits: i >= 107 ? ['CUSTOM_LATE'] : [] });
+  }
+  const late = await pl.getCandidates({ resources: { CUSTOM_PAGE: 1 }, required: ['CUSTOM_LATE'] });
+  assert.equal(late.candidates.length, 3);
+  assert.deepEqual((await pl.getCandidates({ resources: { CUSTOM_PAGE: 1 }, required: ['CUSTOM_LATE'], limit: 2 })).candidates,
+    late.candidates.slice(0, 2));
+  const full = await pl.getCandidates({ resources: { VCPU: 1, CUSTOM_PAGE: 1 } });
+  assert.equal(full.candidates.length, 110);
+  const key = (c: { rootUuid: string }) => c.rootUuid;
+  const shuffled = await pl.getCandidates({ resources: { VCPU: 1, CUSTOM_PAGE: 1 }, randomize: true });
+  assert.deepEqual(shuffled.candidates.map(key).sort(), full.candidates.map(key).sort());
+  assert.notDeepEqual(shuffled.candidates.map(key), full.candidates.map(key)); // 110! orders: never equal in practice
+  const few = await pl.getCandidates({ resources: { VCPU: 1, CUSTOM_PAGE: 1 }, randomize: true, limit: 3 });
+  assert.equal(few.candidates.length, 3);
+  assert.ok(few.candidates.every((c) => full.candidates.some((f) => f.rootUuid === c.rootUuid)));
+  for (const limit of [1, 3, 7, 10]) {
+    const some = await pl.getCandidates({ resources: { VCPU: 1, CUSTOM_PAGE: 1 }, limit });
+    assert.deepEqual(some.candidates, full.candidates.slice(0, limit));
+    assert.deepEqual(Object.keys(some.summaries).sort(), some.candidates.map((c) => c.rootUuid).sort());
+  }
 });
 
 test('20 concurrent claims on a small host: exactly the ones that fit succeed', async () => {

@@ -4,21 +4,21 @@
 // guests' taps, VXLAN devices, uplinks and the firewall; one namespace per DHCP network and per
 // router; shared "physical" namespaces for provider networks and the VXLAN underlay. The root
 // namespace never gets an address, a route or a firewall rule.
-import { mkdirSync, readFileSync, writeFileSync, chmodSync } from 'node:fs';
-import { createHash } from 'node:crypto';
+import { mkdirSync, chmodSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import type { ConvergeReport, HostNetworkState, NetworkSpec, PortSpec } from './model.js';
 import { emptyHostNetworkState } from './model.js';
-import { ChangeLog, run, runIn } from './exec.js';
+import { ChangeLog, run } from './exec.js';
 import { Names, bridgeName, dhcpLeg, routerGwLeg, routerIfLeg, vxlanName } from './names.js';
 import { addresses, deleteNetns, ensureNetns, fixLink, links, listNetns, staticRoutes, syncAddresses, syncSysctls, type Link } from './linux.js';
 import { ANTISPOOF_TABLE, antispoofText, iptablesText } from './firewall.js';
 import { dhcpPlans, dnsmasqSpec, type DhcpPlan } from './dhcp.js';
-import { METADATA_IP, portAddresses, routerPlan, type LegPlan, type RouterPlan } from './router.js';
+import { METADATA_IP, portAddresses, raSpec, routerPlan, type LegPlan, type RouterPlan } from './router.js';
 import { ProcDir, procDirs } from './procs.js';
 import { validateState } from './validate.js';
 import { SharedSegments, type PhysicalNetworkMapping, type UnderlayMapping } from './shared.js';
+import { AppliedTables } from './tables.js';
 
 export interface DataplaneConfig {
   /** Scopes this agent's namespaces (default "stratus-"). */
@@ -41,19 +41,19 @@ export function defaultPhysicalNetworks(): Record<string, PhysicalNetworkMapping
 }
 const VXLAN_PORT = '4789';
 
-const sha = (s: string) => createHash('sha256').update(s).digest('hex');
-const normalizeSave = (s: string) => s.split('\n').filter((l) => l && !l.startsWith('#')).map((l) => l.replace(/ \[\d+:\d+\]$/, '')).join('\n');
 
 export class LinuxDataplane {
   readonly names: Names;
   readonly stateDir: string;
   private readonly shared: SharedSegments;
+  private readonly tables: AppliedTables;
   private queue: Promise<unknown> = Promise.resolve();
 
   constructor(readonly cfg: DataplaneConfig = {}) {
     this.names = new Names(cfg.prefix ?? 'stratus-');
     this.stateDir = cfg.stateDir ?? `/run/stratus/dataplane-${this.names.prefix.replace(/-$/, '')}`;
     this.shared = new SharedSegments(this.names, cfg.physicalNetworks ?? {}, cfg.underlay ?? null);
+    this.tables = new AppliedTables(this.stateDir);
   }
 
   /** Makes the host match `desired` (one converge at a time). */
@@ -82,7 +82,9 @@ export class LinuxDataplane {
     chmodSync(this.stateDir, 0o755);
     const br = this.names.bridgeNs;
     const dhcp = dhcpPlans(state);
-    const routers = state.routers.map((r) => routerPlan(state, r, errors)).filter((p): p is RouterPlan => p !== null);
+    const routers = state.routers.map((r) => {
+      try { return routerPlan(state, r, errors); } catch (e) { errors.push(`router ${r.id}: ${(e as Error).message}`); return null; }
+    }).filter((p): p is RouterPlan => p !== null);
     const wantNs = new Set<string>();
     if (state.networks.length) wantNs.add(br);
     for (const p of dhcp) wantNs.add(this.names.dhcpNs(p.network.id));
@@ -110,7 +112,7 @@ export class LinuxDataplane {
     }
     // 3. Garbage: helper processes, then namespaces, then our legs in shared namespaces.
     for (const d of procDirs(this.stateDir)) {
-      if (!wantProcs.has(d) && /^(dhcp|meta|metan)-/.test(d)) {
+      if (!wantProcs.has(d) && /^(dhcp|meta|metan|ra)-/.test(d)) {
         await new ProcDir(join(this.stateDir, d)).remove();
         log.note(`stopped ${d}`);
       }
@@ -120,7 +122,9 @@ export class LinuxDataplane {
     }
     await this.step(errors, 'shared segments', () => this.shared.collect(wantNs.has(br) ? br : null, log));
     for (const p of state.ports) if (ports.get(p.id) === undefined) ports.set(p.id, 'DOWN');
-    return { ports: Object.fromEntries(ports), changes: log.count, errors };
+    // Forget the firewall bookkeeping of routers that are gone.
+    this.tables.keepOnly(new Set(['br-v4', 'br-v6', 'br-antispoof', ...routers.map((r) => `router-${r.router.id}`)]));
+    return { ports: Object.fromEntries(ports), changes: log.count, actions: log.lines.map((l) => l.slice(0, 300)), errors };
   }
 
   private async step(errors: string[], what: string, fn: () => Promise<void>): Promise<void> {
@@ -207,9 +211,9 @@ export class LinuxDataplane {
     }
     await this.step(errors, 'vxlan flood lists', () => this.convergeFdb(state, log));
     await this.step(errors, 'firewall', async () => {
-      await this.applyTables(`br-v4`, br, 'iptables', iptablesText(state, false), log);
-      await this.applyTables(`br-v6`, br, 'ip6tables', iptablesText(state, true), log);
-      await this.applyNft(`br-antispoof`, br, ANTISPOOF_TABLE, antispoofText(state), log);
+      await this.tables.iptables('br-v4', br, 'iptables', iptablesText(state, false), log);
+      await this.tables.iptables('br-v6', br, 'ip6tables', iptablesText(state, true), log);
+      await this.tables.nft('br-antispoof', br, 'bridge', ANTISPOOF_TABLE, antispoofText(state), log);
     });
   }
 
@@ -218,7 +222,14 @@ export class LinuxDataplane {
     const br = this.names.bridgeNs;
     const b = bridgeName(n.id);
     if (n.segmentationType === 'vxlan') {
-      if (state.underlayIp === null) return null;
+      // A VXLAN device needs this host's tunnel endpoint and the underlay to carry it; without
+      // them the network stays local to this host (fine on a single host, an error with peers).
+      if (state.underlayIp === null || !this.cfg.underlay) {
+        if (state.vxlanPeers.some((p) => p.networkIds.includes(n.id) && p.underlayIp !== state.underlayIp)) {
+          throw new Error('VXLAN peers are listed but this host has no underlay (underlayIp and the underlay setting)');
+        }
+        return null;
+      }
       const v = vxlanName(n.segmentationId!);
       const l = have.get(v);
       if (l && l.local !== state.underlayIp) { await log.change('ip', ['-n', br, 'link', 'del', v]); have.delete(v); }
@@ -250,7 +261,7 @@ export class LinuxDataplane {
 
   /** Flood entries (00:00:00:00:00:00 dst PEER) on each VXLAN device towards the peers carrying its network. */
   private async convergeFdb(state: HostNetworkState, log: ChangeLog): Promise<void> {
-    if (state.underlayIp === null) return;
+    if (state.underlayIp === null || !this.cfg.underlay) return;
     const br = this.names.bridgeNs;
     for (const n of state.networks.filter((n) => n.segmentationType === 'vxlan')) {
       const dev = vxlanName(n.segmentationId!);
@@ -309,8 +320,12 @@ export class LinuxDataplane {
   private async convergeRouter(plan: RouterPlan, wantProcs: Set<string>, log: ChangeLog): Promise<void> {
     const ns = this.names.routerNs(plan.router.id);
     const meta = this.cfg.metadata;
+    const v6 = plan.legs.some((l) => l.addresses.some((a) => a.includes(':')));
+    // IPv6 only where a leg has an IPv6 address; set before the addresses (a disabled stack refuses them).
+    await syncSysctls(ns, { 'net.ipv4.ip_forward': '1', 'net.ipv6.conf.all.disable_ipv6': v6 ? '0' : '1',
+      'net.ipv6.conf.default.disable_ipv6': v6 ? '0' : '1', 'net.ipv6.conf.all.forwarding': v6 ? '1' : '0',
+      'net.ipv6.conf.all.accept_dad': '0', 'net.ipv6.conf.default.accept_dad': '0' }, log);
     await this.convergeLegs(ns, plan.legs, log, meta ? [`${METADATA_IP}/32`] : []);
-    await syncSysctls(ns, { 'net.ipv4.ip_forward': '1', 'net.ipv6.conf.all.disable_ipv6': '1' }, log);
     // Routes: the connected ones come with the addresses; the rest (default via the external gateway, extra routes) here.
     const have = await staticRoutes(ns);
     const key = (r: { dst: string; gateway: string | null }) => `${r.dst} ${r.gateway}`;
@@ -320,8 +335,21 @@ export class LinuxDataplane {
     for (const r of plan.routes) {
       if (!haveKeys.has(key(r))) await log.change('ip', ['-n', ns, 'route', 'replace', r.dst, 'via', r.gateway]);
     }
-    await this.applyTables(`router-${plan.router.id}`, ns, 'iptables', plan.iptables, log);
+    await this.tables.iptables(`router-${plan.router.id}`, ns, 'iptables', plan.iptables, log);
     if (meta) await this.ensureProxy(`meta-${plan.router.id}`, ns, { routerId: plan.router.id }, meta, wantProcs, log);
+    if (plan.ra.length) {
+      const name = `ra-${plan.router.id}`;
+      wantProcs.add(name);
+      const dir = new ProcDir(join(this.stateDir, name));
+      dir.ensure();
+      const spec = raSpec(plan, ns);
+      spec.args.push(`--pid-file=${dir.path('dnsmasq.pid')}`); // names the directory in the command line
+      if (dir.pid() === null || dir.startedWith() !== JSON.stringify(spec)) {
+        await dir.stop();
+        dir.start(spec);
+        log.note(`started router advertisements in ${ns}`);
+      }
+    }
   }
 
   /** The namespace ends of veth legs: up, MTU, MAC, exactly their addresses; anything else in the namespace (but lo) goes. */
@@ -339,34 +367,6 @@ export class LinuxDataplane {
       await fixLink(ns, l, { mac: leg.port.macAddress, mtu: leg.mtu, up: leg.port.adminStateUp }, log);
       await syncAddresses(ns, leg.dev, addrs.get(leg.dev) ?? [], leg.addresses, log);
     }
-  }
-
-  /** Applies iptables-restore text to a namespace unless the same text is applied and the tables were not changed since. */
-  private async applyTables(key: string, ns: string, tool: 'iptables' | 'ip6tables', text: string, log: ChangeLog): Promise<void> {
-    const seen = async () => sha(normalizeSave(await runIn(ns, `${tool}-save`, [])));
-    const applied = this.applied();
-    const want = sha(text);
-    if (applied[key]?.want === want && applied[key]?.seen === (await seen())) return;
-    await log.change('ip', ['netns', 'exec', ns, `${tool}-restore`], text);
-    applied[key] = { want, seen: await seen() };
-    this.saveApplied(applied);
-  }
-
-  private async applyNft(key: string, ns: string, table: string, text: string, log: ChangeLog): Promise<void> {
-    const seen = async () => sha(await runIn(ns, 'nft', ['list', 'table', 'bridge', table]).catch(() => ''));
-    const applied = this.applied();
-    const want = sha(text);
-    if (applied[key]?.want === want && applied[key]?.seen === (await seen())) return;
-    await log.change('ip', ['netns', 'exec', ns, 'nft', '-f', '-'], text);
-    applied[key] = { want, seen: await seen() };
-    this.saveApplied(applied);
-  }
-
-  private applied(): Record<string, { want: string; seen: string }> {
-    try { return JSON.parse(readFileSync(join(this.stateDir, 'applied.json'), 'utf8')); } catch { return {}; }
-  }
-  private saveApplied(a: Record<string, { want: string; seen: string }>): void {
-    writeFileSync(join(this.stateDir, 'applied.json'), JSON.stringify(a));
   }
 }
 

@@ -26,7 +26,12 @@ export async function listNetns(): Promise<string[]> {
 
 export async function ensureNetns(ns: string, log: ChangeLog): Promise<boolean> {
   if ((await listNetns()).includes(ns)) return false;
-  await log.change('ip', ['netns', 'add', ns]);
+  try {
+    await log.change('ip', ['netns', 'add', ns]);
+  } catch (e) {
+    // Another agent of this machine may have just made a shared namespace.
+    if (!(await listNetns()).includes(ns)) throw e;
+  }
   await log.change('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
   return true;
 }

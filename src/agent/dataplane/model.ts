@@ -17,7 +17,8 @@ export interface HostNetworkState {
    * This host's VXLAN tunnel endpoint (underlay) IPv4 address. On an all-in-one or test
    * machine it lives on the Stratus underlay namespace's bridge (e.g. 172.16.255.1, .2, ... one
    * per agent: see docs/dataplane.md); it must never be the machine's uplink address.
-   * null: this host sends no VXLAN traffic (a single host needs none).
+   * null: this host sends no VXLAN traffic (a single host needs none). Used only when the agent's
+   * data plane has an underlay configured; without one, VXLAN networks stay local to the host.
    */
   underlayIp: string | null;
   /** The other hosts that carry VXLAN networks this host also carries (Neutron's l2pop flood list). */
@@ -126,7 +127,16 @@ export interface SubnetSpec {
    * port (Neutron's enable_isolated_metadata). Optional; default false.
    */
   isolatedMetadata?: boolean;
+  /**
+   * IPv6 subnets: `ipv6_ra_mode` (who advertises: with "slaac" or "dhcpv6-stateless", the router
+   * hosting this subnet's interface sends router advertisements for it) and `ipv6_address_mode`
+   * (how guests get addresses; used when ra mode is unset). Optional; null/absent: none.
+   */
+  ipv6RaMode?: Ipv6Mode | null;
+  ipv6AddressMode?: Ipv6Mode | null;
 }
+
+export type Ipv6Mode = 'slaac' | 'dhcpv6-stateless' | 'dhcpv6-stateful';
 
 /** One fixed IP of a port. */
 export interface FixedIp {
@@ -259,6 +269,8 @@ export interface ConvergeReport {
   ports: Record<string, 'ACTIVE' | 'DOWN'>;
   /** Number of changes made (0: the host already matched the desired state). */
   changes: number;
+  /** What was changed, one line each (the commands run), for the agent's log. */
+  actions?: string[];
   /** Problems that kept part of the state from being applied (the rest still was). */
   errors: string[];
 }

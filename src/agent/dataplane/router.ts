@@ -23,13 +23,34 @@ export interface RouterPlan {
   routes: { dst: string; gateway: string }[];
   /** iptables-restore input for the router namespace (nat + filter tables). */
   iptables: string;
+  /** IPv6 subnets the router advertises (router advertisements from dnsmasq in the namespace). */
+  ra: RaPlan[];
+}
+
+export interface RaPlan {
+  dev: string;
+  cidr: string;
+  mode: 'slaac' | 'dhcpv6-stateless';
+  mtu: number;
+}
+
+/** dnsmasq sending router advertisements (no DNS, no DHCPv4) on a router's IPv6 legs. */
+export function raSpec(plan: RouterPlan, netns: string): { netns: string; cmd: string; args: string[] } {
+  const args = ['--no-hosts', '--no-resolv', '--port=0', '--keep-in-foreground', '--conf-file=/dev/null', '--log-facility=-',
+    '--enable-ra', '--bind-interfaces', '--except-interface=lo'];
+  for (const r of [...plan.ra].sort((a, b) => a.dev.localeCompare(b.dev))) {
+    const [net, len] = r.cidr.split('/');
+    args.push(`--interface=${r.dev}`, `--dhcp-range=${net},${r.mode === 'slaac' ? 'ra-only' : 'ra-stateless'},${len}`,
+      `--ra-param=${r.dev},mtu:${r.mtu},10,600`);
+  }
+  return { netns, cmd: 'dnsmasq', args };
 }
 
 /** The leg addresses of a port: each fixed IP with the prefix of its subnet. */
-export function portAddresses(state: HostNetworkState, port: PortSpec): string[] {
+export function portAddresses(state: HostNetworkState, port: PortSpec, withV6 = false): string[] {
   const subnets = new Map(state.subnets.map((s) => [s.id, s]));
-  return port.fixedIps.filter((f) => subnets.get(f.subnetId)?.ipVersion === 4)
-    .map((f) => `${f.ipAddress}/${parseCidr(subnets.get(f.subnetId)!.cidr).prefix}`);
+  return port.fixedIps.filter((f) => subnets.has(f.subnetId) && (withV6 || subnets.get(f.subnetId)!.ipVersion === 4))
+    .map((f) => `${f.ipAddress}/${subnets.get(f.subnetId)!.cidr.split('/')[1]}`);
 }
 
 export function routerPlan(state: HostNetworkState, router: RouterSpec, errors: string[]): RouterPlan | null {
@@ -38,6 +59,7 @@ export function routerPlan(state: HostNetworkState, router: RouterSpec, errors: 
   const subnets = new Map(state.subnets.map((s) => [s.id, s]));
   const legs: LegPlan[] = [];
   const internal: string[] = [];
+  const ra: RaPlan[] = [];
   for (const itf of router.interfaces) {
     const port = ports.get(itf.portId);
     const subnet = subnets.get(itf.subnetId);
@@ -46,9 +68,15 @@ export function routerPlan(state: HostNetworkState, router: RouterSpec, errors: 
       continue;
     }
     if (subnet.ipVersion === 4) internal.push(subnet.cidr);
+    const mode = subnet.ipv6RaMode ?? subnet.ipv6AddressMode ?? null;
+    if (subnet.ipVersion === 6 && (mode === 'slaac' || mode === 'dhcpv6-stateless')) {
+      ra.push({ dev: routerIfLeg(port.id), cidr: subnet.cidr, mode, mtu: networks.get(port.networkId)!.mtu });
+    } else if (subnet.ipVersion === 6 && mode === 'dhcpv6-stateful') {
+      errors.push(`router ${router.id}: subnet ${subnet.id}: dhcpv6-stateful is not supported (slaac and dhcpv6-stateless are)`);
+    }
     const existing = legs.find((l) => l.port.id === port.id);
     if (existing) continue;
-    legs.push({ port, dev: routerIfLeg(port.id), mtu: networks.get(port.networkId)!.mtu, addresses: portAddresses(state, port) });
+    legs.push({ port, dev: routerIfLeg(port.id), mtu: networks.get(port.networkId)!.mtu, addresses: portAddresses(state, port, true) });
   }
   const nat = ['*nat', ':PREROUTING ACCEPT [0:0]', ':INPUT ACCEPT [0:0]', ':OUTPUT ACCEPT [0:0]', ':POSTROUTING ACCEPT [0:0]'];
   const filter = ['*filter', ':INPUT ACCEPT [0:0]', ':FORWARD ACCEPT [0:0]', ':OUTPUT ACCEPT [0:0]'];
@@ -84,5 +112,5 @@ export function routerPlan(state: HostNetworkState, router: RouterSpec, errors: 
     if (r.destination.includes(':')) continue;
     routes.push({ dst: r.destination === '0.0.0.0/0' ? '0.0.0.0/0' : `${parseCidr(r.destination).network}/${parseCidr(r.destination).prefix}`, gateway: r.nexthop });
   }
-  return { router, legs, routes, iptables: [...nat, 'COMMIT', ...filter, 'COMMIT', ''].join('\n') };
+  return { router, legs, routes, ra, iptables: [...nat, 'COMMIT', ...filter, 'COMMIT', ''].join('\n') };
 }

@@ -3,6 +3,7 @@ import { Type, type TSchema } from '@sinclair/typebox';
 import type { FastifyRequest } from 'fastify';
 import type { App } from '../../core/http.js';
 import type { ConsumerAllocations, AllocationMap } from '../allocations.js';
+import type { InventoryInput } from '../service.js';
 import type { CandidateQuery, RequestGroup } from '../candidates.js';
 import { findCandidates } from '../candidates.js';
 import { CODE, pBadRequest } from '../codes.js';
@@ -32,6 +33,21 @@ const allocationBody = (minor: number, forPost = false): TSchema => {
     ...(minor >= 38 ? { consumer_type: CTYPE } : {}),
   }, { additionalProperties: false });
 };
+
+const RESHAPE = Type.Object({
+  inventories: Type.Record(Type.String(), Type.Object({
+    resource_provider_generation: Type.Integer({ minimum: 0 }),
+    inventories: Type.Record(Type.String({ pattern: '^[A-Z0-9_]+$' }), Type.Object({
+      total: Type.Integer({ minimum: 1, maximum: 2147483647 }),
+      reserved: Type.Optional(Type.Integer({ minimum: 0, maximum: 2147483647 })),
+      min_unit: Type.Optional(Type.Integer({ minimum: 1, maximum: 2147483647 })),
+      max_unit: Type.Optional(Type.Integer({ minimum: 1, maximum: 2147483647 })),
+      step_size: Type.Optional(Type.Integer({ minimum: 1, maximum: 2147483647 })),
+      allocation_ratio: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
+    }, { additionalProperties: false })),
+  }, { additionalProperties: false })),
+  allocations: Type.Record(Type.String(), Type.Unknown()),
+}, { additionalProperties: false });
 
 interface AllocBody {
   allocations: Record<string, { resources: Record<string, number> }> | Array<{ resource_provider: { uuid: string }; resources: Record<string, number> }>;
@@ -105,6 +121,25 @@ export async function allocationRoutes(app: App, d: Deps): Promise<void> {
     reply.code(204).send();
   });
 
+  app.post('/reshaper', async (req, reply) => {
+    since(req, 30);
+    d.enforce(req, 'placement:reshaper:reshape');
+    const minor = mv(req);
+    const b = validate<{ inventories: Record<string, { resource_provider_generation: number; inventories: Record<string, InventoryInput> }>;
+      allocations: Record<string, unknown> }>(RESHAPE, req.body);
+    const invs = Object.entries(b.inventories).map(([rp, v]) => {
+      if (!isUuid(rp)) throw pBadRequest(`JSON does not validate: '${rp}' is not a resource provider uuid`);
+      return { rp: normUuid(rp), generation: v.resource_provider_generation, inventories: v.inventories };
+    });
+    for (const i of invs) await d.svc.provider(i.rp);
+    const entries = Object.entries(b.allocations).map(([c, v]) => {
+      if (!isUuid(c)) throw pBadRequest(`JSON does not validate: '${c}' is not a consumer uuid`);
+      return toEntry(normUuid(c), validate<AllocBody>(allocationBody(Math.max(minor, 28), true), v), Math.max(minor, 28));
+    });
+    await d.alloc.reshape(invs, entries, minor >= 26);
+    reply.code(204).send();
+  });
+
   app.get('/usages', async (req) => {
     since(req, 9);
     d.enforce(req, 'placement:usages');
@@ -130,6 +165,8 @@ export async function allocationRoutes(app: App, d: Deps): Promise<void> {
       .concat(query.rootRequired ? [...query.rootRequired.required.flat(), ...query.rootRequired.forbidden] : []))]);
     query.summaries = minor >= 27 ? 'all' : 'requested';
     query.summaryTraits = minor >= 17;
+    query.nestedAware = minor >= 29;
+    query.summaryTrees = minor >= 29;
     const r = await findCandidates(d.svc.store, query);
     const allocation_requests = r.candidates.map((c) => {
       const out: Record<string, unknown> = minor >= 12
@@ -158,12 +195,13 @@ export function parseCandidateQuery(q: Query, minor: number): CandidateQuery {
   if (minor >= 21) allowed.push('member_of');
   if (minor >= 31) allowed.push('in_tree');
   if (minor >= 35) allowed.push('root_required');
+  if (minor >= 36) allowed.push('same_subtree');
   if (minor >= 25) {
     allowed.push('group_policy');
     for (const p of ['resources', 'required', 'member_of', ...(minor >= 31 ? ['in_tree'] : [])]) allowed.push(new RegExp(`^${p}${suffix}$`));
   }
   allowOnly(q, allowed);
-  if (minor >= 36 && q.same_subtree !== undefined) throw pBadRequest('same_subtree is not supported by this placement service.');
+  const sameSubtree = all(q, 'same_subtree').map((v) => v.split(',').map((x) => x.trim()));
 
   const suffixes = new Set<string>(['']);
   const re = new RegExp(`^(?:resources|required|member_of|in_tree)${suffix}$`);
@@ -178,8 +216,9 @@ export function parseCandidateQuery(q: Query, minor: number): CandidateQuery {
     const tree = one(q, `in_tree${sfx}`);
     if (res === undefined) {
       if (sfx === '' && minor < 25) throw pBadRequest(`Invalid query string parameters: 'resources' is a required property`, CODE.missingValue);
-      if (sfx !== '' || req.required.length || req.forbidden.length || mem.memberOf.length || tree) {
-        if (sfx !== '') throw pBadRequest(`All request groups must specify resources. Group '${sfx}' has none.`);
+      // A suffixed group without resources names a provider for same_subtree (1.36).
+      if (sfx !== '' && !sameSubtree.some((l) => l.includes(sfx))) {
+        throw pBadRequest(`All request groups must specify resources (or be used in same_subtree). Group '${sfx}' has none.`);
       }
       if (sfx === '') continue;
     }
@@ -191,11 +230,13 @@ export function parseCandidateQuery(q: Query, minor: number): CandidateQuery {
   }
   if (!groups.length) throw pBadRequest(`At least one request group (resources or resources{N}) is required.`, CODE.missingValue);
 
+  const unknown = sameSubtree.flat().filter((sfx) => !groups.some((g) => g.suffix === sfx && sfx !== ''));
+  if (unknown.length) throw pBadRequest(`Real suffixes should be specified in same_subtree: ${unknown.join(', ')} not found in request groups.`, CODE.badValue);
   const policy = one(q, 'group_policy');
   if (policy !== undefined && !['none', 'isolate'].includes(policy)) {
     throw pBadRequest(`Invalid query string parameters: '${policy}' is not one of ['none', 'isolate']`, CODE.badValue);
   }
-  if (groups.filter((g) => g.suffix !== '').length > 1 && policy === undefined) {
+  if (groups.filter((g) => g.suffix !== '' && Object.keys(g.resources).length).length > 1 && policy === undefined) {
     throw pBadRequest('The "group_policy" parameter is required when specifying more than one "resources{N}" parameter.', CODE.missingValue);
   }
   let limit: number | undefined;
@@ -207,5 +248,5 @@ export function parseCandidateQuery(q: Query, minor: number): CandidateQuery {
   const rootReq = one(q, 'root_required');
   let rootRequired: CandidateQuery['rootRequired'];
   if (rootReq !== undefined) rootRequired = parseRequired([rootReq], minor, 'root_required');
-  return { groups, groupPolicy: policy as 'none' | 'isolate' | undefined, limit, rootRequired };
+  return { groups, groupPolicy: policy as 'none' | 'isolate' | undefined, limit, rootRequired, sameSubtree };
 }
