@@ -9,6 +9,7 @@ import { createLogger, type Logger } from './core/log.js';
 import { PolicyEngine } from './core/policy.js';
 import type { ServiceContext, ServiceModule } from './core/service.js';
 import { createIdentity, type IdentityModule } from './identity/index.js';
+import { createNetwork, type NetworkModule } from './network/index.js';
 import { createImage, type ImageModule } from './image/index.js';
 import { createPlacement, type PlacementModule } from './placement/index.js';
 import { createCompute, type ComputeModule } from './compute/index.js';
@@ -23,6 +24,7 @@ export interface Cloud {
   url: string;
   identity: IdentityModule;
   image: ImageModule;
+  network: NetworkModule;
   placement: PlacementModule;
   compute: ComputeModule;
   modules: ServiceModule[];
@@ -47,9 +49,10 @@ export async function startCloud(cfg: StratusConfig, opts: StartOptions = {}): P
 
   const identity = createIdentity(ctx);
   const image = createImage(ctx, { identity });
+  const network = createNetwork(ctx, { identity });
   const placement = createPlacement(ctx, { identity });
   const compute = createCompute(ctx, { identity });
-  const modules: ServiceModule[] = [identity, image, placement, compute];
+  const modules: ServiceModule[] = [identity, image, network, placement, compute];
 
   const applied = await migrate(db, Object.fromEntries(modules.map((m) => [m.name, m.migrations])));
   if (applied.length) log.info({ migrations: applied }, 'database migrated');
@@ -88,7 +91,7 @@ export async function startCloud(cfg: StratusConfig, opts: StartOptions = {}): P
   log.info({ url: baseUrl, dataDir: cfg.dataDir, database: db.engine }, 'stratus is up');
 
   return {
-    cfg, app, db, log, url: baseUrl, identity, image, placement, compute, modules, credentials,
+    cfg, app, db, log, url: baseUrl, identity, image, network, placement, compute, modules, credentials,
     async stop() {
       ready = false;
       for (const m of [...modules].reverse()) await m.stop?.().catch((e) => log.error({ err: e }, `stopping ${m.name}`));
