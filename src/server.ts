@@ -13,6 +13,7 @@ import { createNetwork, type NetworkModule } from './network/index.js';
 import { createImage, type ImageModule } from './image/index.js';
 import { createPlacement, type PlacementModule } from './placement/index.js';
 import { createCompute, type ComputeModule } from './compute/index.js';
+import { createNetAgent, type NetAgentModule } from './netagent/index.js';
 import { writeClientConfig, type BootstrapCredentials } from './cli/clientconfig.js';
 
 export interface Cloud {
@@ -27,6 +28,7 @@ export interface Cloud {
   network: NetworkModule;
   placement: PlacementModule;
   compute: ComputeModule;
+  netagent: NetAgentModule;
   modules: ServiceModule[];
   /** Set on the start that created the bootstrap users (first start only). */
   credentials?: BootstrapCredentials;
@@ -52,7 +54,8 @@ export async function startCloud(cfg: StratusConfig, opts: StartOptions = {}): P
   const network = createNetwork(ctx, { identity });
   const placement = createPlacement(ctx, { identity });
   const compute = createCompute(ctx, { identity });
-  const modules: ServiceModule[] = [identity, image, network, placement, compute];
+  const netagent = createNetAgent(ctx, { network, compute });
+  const modules: ServiceModule[] = [identity, image, network, placement, compute, netagent];
 
   const applied = await migrate(db, Object.fromEntries(modules.map((m) => [m.name, m.migrations])));
   if (applied.length) log.info({ migrations: applied }, 'database migrated');
@@ -91,7 +94,7 @@ export async function startCloud(cfg: StratusConfig, opts: StartOptions = {}): P
   log.info({ url: baseUrl, dataDir: cfg.dataDir, database: db.engine }, 'stratus is up');
 
   return {
-    cfg, app, db, log, url: baseUrl, identity, image, network, placement, compute, modules, credentials,
+    cfg, app, db, log, url: baseUrl, identity, image, network, placement, compute, netagent, modules, credentials,
     async stop() {
       ready = false;
       for (const m of [...modules].reverse()) await m.stop?.().catch((e) => log.error({ err: e }, `stopping ${m.name}`));

@@ -25,6 +25,8 @@ export interface ReconcilerOptions {
   /** Attempts of one generation before it is given up with a fault. */
   maxAttempts?: number;
   retryDelayMs?: number;
+  /** Called after each converge that reached its power state (the data plane plugs new taps). */
+  afterConverge?: (id: string) => void;
 }
 
 interface InstanceRecordOnDisk {
@@ -148,6 +150,7 @@ export class Reconciler {
         this.save(d.id, rec);
       }
       await this.convergePower(d.id, d.power, log);
+      this.o.afterConverge?.(d.id);
       await this.applyFlavor(d, (await driver.getInfo(d.id))!, log);
       rec.appliedGeneration = d.generation;
       rec.fault = null;

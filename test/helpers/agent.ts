@@ -5,6 +5,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FileImageSource } from '../../src/compute/images.js';
+import { dataplaneFor, layoutFile, readLayout } from '../../src/agent/netagent.js';
 import type { TestCloud } from './cloud.js';
 
 export const TEST_IMAGE = join(process.cwd(), 'build', 'guest', 'stratus-test.qcow2');
@@ -36,6 +37,9 @@ export function serveTestImage(tc: TestCloud): void {
 
 export function testAgent(tc: TestCloud, opts: { host?: string; args?: string[] } = {}): TestAgent {
   const host = opts.host ?? `test-host-${Math.random().toString(36).slice(2, 8)}`;
+  // Its own namespaces (never the real cloud's "stratus-"), removed by cleanup().
+  const tag = Math.random().toString(36).slice(2, 7);
+  const netArgs = ['--netns-prefix', `stratus-t${tag}-`, '--provider-netns', `stratus-t${tag}-provider`];
   let child: ChildProcess | undefined;
   let output = '';
   const alive = () => !!child && child.exitCode === null && child.signalCode === null;
@@ -50,7 +54,7 @@ export function testAgent(tc: TestCloud, opts: { host?: string; args?: string[] 
     async start() {
       if (alive()) return;
       const c = spawn(process.execPath, [BIN, 'agent', '--controller', tc.url, '--data-dir', tc.dataDir, '--host', host,
-        '--probe-image', TEST_IMAGE, ...(opts.args ?? [])], {
+        '--probe-image', TEST_IMAGE, ...netArgs, ...(opts.args ?? [])], {
         stdio: ['ignore', 'pipe', 'pipe'],
         env: { ...process.env, STRATUS_LOG_LEVEL: 'info' },
       });
@@ -82,6 +86,7 @@ export function testAgent(tc: TestCloud, opts: { host?: string; args?: string[] 
       for (const pid of guestPids(tc.dataDir)) {
         try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
       }
+      if (existsSync(layoutFile(tc.dataDir))) await dataplaneFor(readLayout(tc.dataDir)).purge();
     },
   };
   return self;
