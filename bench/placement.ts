@@ -99,6 +99,12 @@ const decide = async () => {
 };
 await timed('scheduler decisions (candidates limit 50 + claim), 1 at a time', n, decide);
 await timed('scheduler decisions, 8 concurrent', n * 2, decide, 8);
+const decideRandom = async () => {
+  const r = await pl.getCandidates({ ...flavor, limit: 50, randomize: true });
+  for (const c of r.candidates) if (await pl.claim(randomUUID(), c.allocations, owner)) return;
+  throw new Error('no host fit');
+};
+await timed('scheduler decisions, randomized candidates, 8 concurrent', n * 2, decideRandom, 8);
 await timed('claims alone, random host, sequential', n * 5, async () => {
   await pl.claim(randomUUID(), { [uuids[Math.floor(Math.random() * hosts)]!]: { VCPU: 1, MEMORY_MB: 512 } }, owner);
 });

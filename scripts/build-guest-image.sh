@@ -55,6 +55,10 @@ cp /bin/busybox "$r/bin/busybox"
 for applet in $("$r/bin/busybox" --list-full); do
   [[ -e $r/$applet || -L $r/$applet ]] || ln -s /bin/busybox "$r/$applet"
 done
+# ping needs a raw socket, and busybox's shell runs applets from /proc/self/exe: so busybox
+# is setuid root. It keeps root only for the applets marked so (ping, traceroute, findfs;
+# su/passwd/login, which authenticate) and drops it for every other one.
+chmod 4755 "$r/bin/busybox"
 for b in /usr/sbin/dropbear /usr/bin/dropbearkey /usr/bin/dbclient; do
   cp "$b" "$r$b"
   for lib in $(ldd "$b" | awk '/=>/ {print $3} /ld-linux/ {print $1}'); do

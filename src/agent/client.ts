@@ -2,7 +2,7 @@
 import type { Readable } from 'node:stream';
 import { Readable as NodeReadable } from 'node:stream';
 import type {
-  DesiredState, HostHeartbeat, HostRegistration, ObservedInstance,
+  CallResult, DesiredState, HostHeartbeat, HostRegistration, ObservedInstance,
 } from '../compute/agent-protocol.js';
 
 export class ControllerClient {
@@ -30,6 +30,10 @@ export class ControllerClient {
   async report(instances: ObservedInstance[]): Promise<void> {
     if (!instances.length) return;
     await this.call('POST', `/hosts/${encodeURIComponent(this.host)}/observed`, { instances });
+  }
+
+  async completeCall(id: string, result: CallResult): Promise<void> {
+    await this.call('POST', `/hosts/${encodeURIComponent(this.host)}/calls/${encodeURIComponent(id)}`, result);
   }
 
   /** Image bytes with the controller's checksum and format. */

@@ -14,7 +14,11 @@ import { chooseAccelerator, type ProbeResult } from './hypervisor/qemu/accel.js'
 import { QemuDriver } from './hypervisor/qemu/driver.js';
 import { isAlive } from './hypervisor/qemu/process.js';
 import { Reconciler, markResumeOnStart } from './reconcile.js';
+<<<<<<< HEAD
 import { NetAgent, networkLayout, type NetworkLayout } from './netagent.js';
+=======
+import type { AgentCall, CallResult } from '../compute/agent-protocol.js';
+>>>>>>> main
 
 export const AGENT_VERSION = '0.1.0';
 
@@ -113,6 +117,28 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
   await register();
   await net?.start();
 
+  // Calls stay listed until answered; answer each once.
+  const answered = new Set<string>();
+  const answer = (call: AgentCall) => {
+    if (answered.has(call.id)) return;
+    answered.add(call.id);
+    if (answered.size > 1000) answered.delete(answered.values().next().value!);
+    void (async (): Promise<CallResult> => {
+      try {
+        if (call.type === 'console') {
+          const size = (await driver.readConsole(call.instanceId, 0, 0)).size;
+          const offset = call.offset < 0 ? Math.max(0, size + call.offset) : call.offset;
+          const c = await driver.readConsole(call.instanceId, offset, call.maxBytes);
+          return { ok: true, result: { data: c.data.toString('base64'), next: c.next, size: c.size } };
+        }
+        return { ok: true, result: { ...(await driver.vncAddress(call.instanceId)) } };
+      } catch (e) {
+        return { ok: false, error: (e as Error).message };
+      }
+    })().then((r) => client.completeCall(call.id, r))
+      .catch((e) => log.warn({ call: call.id, err: (e as Error).message }, 'answering a call failed'));
+  };
+
   const watchLoop = (async () => {
     let since = -1;
     let failures = 0;
@@ -123,6 +149,7 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
         if (state.revision !== since) {
           since = state.revision;
           reconciler.setDesired(state);
+          for (const call of state.calls ?? []) answer(call);
         }
       } catch (e) {
         if (stopping) break;

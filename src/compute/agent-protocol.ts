@@ -31,6 +31,20 @@ export interface DesiredState {
   /** Host revision: bumped on every change of any instance on the host (the watch cursor). */
   revision: number;
   instances: DesiredInstance[];
+  /** Questions only the host can answer, waiting for the agent (answered with POST .../calls/{id}). */
+  calls?: AgentCall[];
+}
+
+/** A question to the agent: console output (bytes from `offset`; negative = the last -offset bytes), VNC address. */
+export type AgentCall =
+  | { id: string; type: 'console'; instanceId: string; offset: number; maxBytes: number }
+  | { id: string; type: 'vnc'; instanceId: string };
+
+export interface CallResult {
+  ok: boolean;
+  error?: string;
+  /** console: {data (base64), next, size}; vnc: {unixSocket} or {host, port}, or {} when not running. */
+  result?: Record<string, unknown>;
 }
 
 export interface TaskResult {

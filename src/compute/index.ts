@@ -62,6 +62,7 @@ export function createCompute(ctx: ServiceContext, deps: ComputeDeps): ComputeMo
       await nova.routes(app);
     },
     async start() { agentToken(); await nova.start(); },
+    async stop() { service.close(); },
   };
   return mod;
 }

@@ -57,4 +57,20 @@ export const computeMigrations: ServiceMigrations = {
       await db.schema.dropTable('compute_hosts').execute();
     },
   },
+  // Questions to agents (console output, VNC address): a row per call, deleted once answered.
+  '0002_agent_calls': {
+    async up(db: Kysely<any>) {
+      await db.schema.createTable('compute_agent_calls')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('host', 'text', (c) => c.notNull())
+        .addColumn('call', 'text', (c) => c.notNull())
+        .addColumn('result', 'text')
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('compute_agent_calls_host').on('compute_agent_calls').column('host').execute();
+    },
+    async down(db: Kysely<any>) {
+      await db.schema.dropTable('compute_agent_calls').execute();
+    },
+  },
 };

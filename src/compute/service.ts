@@ -11,6 +11,7 @@ import type {
   AgentTask, DesiredInstance, DesiredPower, DesiredState, HostHeartbeat, HostRegistration, ObservedInstance,
 } from './agent-protocol.js';
 import { ComputeStore, type HostRecord, type InstanceRecord } from './store.js';
+import { AgentCalls } from './calls.js';
 
 export interface CreateInstanceInput {
   id?: string;
@@ -51,12 +52,22 @@ const ACTIONS: Record<Action, { from: DesiredPower[]; to: DesiredPower; taskStat
 
 export class ComputeService {
   readonly store: ComputeStore;
+  readonly calls: AgentCalls;
   /** 'host:<name>' on every desired change of that host; 'instance' with the record on every change. */
   readonly events = new EventEmitter();
+
+  private closing = false;
+
+  /** Ends pending watches (the controller is stopping). */
+  close(): void {
+    this.closing = true;
+    this.events.emit('close');
+  }
 
   constructor(db: import('kysely').Kysely<any>, private readonly log: Logger) {
     this.store = new ComputeStore(db);
     this.events.setMaxListeners(0);
+    this.calls = new AgentCalls(db, this.store, this.events);
   }
 
   // --- instances: desired state ----------------------------------------------------------------
@@ -151,6 +162,27 @@ export class ComputeService {
     }, { allowDeleted: true, allowTask: true });
   }
 
+  /**
+   * Serial console output, read by the host's agent: bytes from `offset` (negative: the last
+   * -offset bytes), at most `maxBytes`. `next` is the offset to ask for next time.
+   */
+  async consoleOutput(id: string, opts: { offset?: number; maxBytes?: number } = {}): Promise<{ text: string; next: number; size: number }> {
+    const i = await this.store.getInstance(id);
+    if (!i) throw notFound(`Instance ${id} could not be found.`);
+    const r = await this.calls.ask(i.host, { type: 'console', instanceId: id, offset: opts.offset ?? 0, maxBytes: Math.min(opts.maxBytes ?? 65536, 1024 * 1024) });
+    return { text: Buffer.from(String(r.data ?? ''), 'base64').toString('utf8'), next: Number(r.next ?? 0), size: Number(r.size ?? 0) };
+  }
+
+  /** Where the guest's VNC server listens on its host (for the console proxy); undefined when not running. */
+  async vncAddress(id: string): Promise<{ unixSocket: string } | { host: string; port: number } | undefined> {
+    const i = await this.store.getInstance(id);
+    if (!i) throw notFound(`Instance ${id} could not be found.`);
+    const r = await this.calls.ask(i.host, { type: 'vnc', instanceId: id });
+    if (typeof r.unixSocket === 'string') return { unixSocket: r.unixSocket };
+    if (typeof r.host === 'string' && typeof r.port === 'number') return { host: r.host, port: r.port };
+    return undefined;
+  }
+
   /** Resolves with the instance once `pred` holds (or undefined once it is gone), rejects on timeout. */
   waitFor(id: string, pred: (i: InstanceRecord | undefined) => boolean, timeoutMs: number): Promise<InstanceRecord | undefined> {
     return new Promise((resolve, reject) => {
@@ -211,7 +243,7 @@ export class ComputeService {
   }
 
   /** The desired state of a host's instances once its revision passes `since` (long poll). */
-  async watch(host: string, since: number, timeoutMs: number): Promise<DesiredState> {
+  async watch(host: string, since: number, timeoutMs: number, signal?: AbortSignal): Promise<DesiredState> {
     const deadline = Date.now() + timeoutMs;
     const ev = `host:${host}`;
     for (;;) {
@@ -219,19 +251,23 @@ export class ComputeService {
       let wake!: () => void;
       const woken = new Promise<void>((r) => { wake = r; });
       this.events.on(ev, wake);
+      this.events.on('close', wake);
+      signal?.addEventListener('abort', wake);
       let timer: NodeJS.Timeout | undefined;
       try {
         const h = await this.store.getHost(host);
         if (!h) throw notFound(`compute host ${host} is not registered`);
-        if (h.revision !== since || Date.now() >= deadline) {
-          const instances = await this.store.listInstances({ host });
-          return { revision: h.revision, instances: instances.map(toDesired) };
+        if (h.revision !== since || Date.now() >= deadline || this.closing || signal?.aborted) {
+          const [instances, calls] = await Promise.all([this.store.listInstances({ host }), this.calls.pending(host)]);
+          return { revision: h.revision, instances: instances.map(toDesired), ...(calls.length ? { calls } : {}) };
         }
         // Re-read every 2 s as well: another controller may have made the change.
         await Promise.race([woken, new Promise<void>((r) => { timer = setTimeout(r, Math.min(2000, Math.max(0, deadline - Date.now()))); })]);
       } finally {
         clearTimeout(timer);
         this.events.off(ev, wake);
+        this.events.off('close', wake);
+        signal?.removeEventListener('abort', wake);
       }
     }
   }
@@ -264,7 +300,8 @@ export class ComputeService {
           i.task = null;
         }
         if (i.observedGeneration >= i.generation && !i.task) i.taskState = null;
-        const settled = i.observedGeneration >= i.generation && !o.busy && !i.deleted;
+        // A failed request (fault) is not drift: the user sees the fault and asks again.
+        const settled = i.observedGeneration >= i.generation && !o.busy && !i.deleted && !i.fault;
         if (settled && (o.powerState === 'shutdown' || o.powerState === 'crashed') && i.desiredPower !== 'shutoff') {
           this.log.warn({ instance: i.id, host, powerState: o.powerState }, 'guest stopped on its own; recording it as shut off');
           i.desiredPower = 'shutoff';

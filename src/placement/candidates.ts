@@ -36,6 +36,10 @@ export interface CandidateQuery {
   summaryTraits?: boolean;
   /** Summarize every provider of the candidates' trees (HTTP), not only those in candidates. */
   summaryTrees?: boolean;
+  /** Trees in random order (a scheduler spreading load; concurrent schedulers collide less). */
+  randomize?: boolean;
+  /** False before 1.29: candidates may not involve nested (non-root) providers. */
+  nestedAware?: boolean;
 }
 
 export interface AllocationCandidate {
@@ -225,6 +229,7 @@ export async function findCandidates(s: PlacementStore, q: CandidateQuery): Prom
           explored++;
           const c = combine(groups, pick, q.groupPolicy === 'isolate', cap, root);
           if (!c || !sameSubtreeOk(q.sameSubtree, c.mappings, parentOf)) return;
+          if (q.nestedAware === false && Object.keys(c.allocations).some((rp) => rows.get(rp)!.parent_uuid !== null)) return;
           // Only sharing providers can make two trees yield the same candidate.
           if (!sharing.length) { candidates.push(c); return; }
           const key = JSON.stringify([c.allocations, c.mappings]);
@@ -239,14 +244,14 @@ export async function findCandidates(s: PlacementStore, q: CandidateQuery): Prom
 
   if (pinned !== undefined) {
     await processTrees(load(await s.capacityOfClasses(classes, { roots: [pinned] })), [pinned]);
-  } else if (q.limit !== undefined) {
-    // With a limit, read trees a page at a time (creation order) and stop once it is reached.
-    const pageSize = Math.min(5000, Math.max(100, q.limit * 4));
-    for (let offset = 0; candidates.length < limit; offset += pageSize) {
-      const roots = await s.rootPage(offset, pageSize);
-      if (!roots.length) break;
+  } else if (q.limit !== undefined || q.randomize) {
+    // Trees a page at a time (creation order, or shuffled), stopping once the limit is reached.
+    const all = await s.rootPage(0, Number.MAX_SAFE_INTEGER);
+    if (q.randomize) shuffle(all);
+    const pageSize = Math.min(5000, Math.max(100, (q.limit ?? 5000) * 4));
+    for (let at = 0; at < all.length && candidates.length < limit; at += pageSize) {
+      const roots = all.slice(at, at + pageSize);
       await processTrees(load(await s.capacityOfClasses(classes, { roots })), roots);
-      if (roots.length < pageSize) break;
     }
   } else {
     const holders = load(await s.capacityOfClasses(classes));
@@ -266,6 +271,13 @@ export async function findCandidates(s: PlacementStore, q: CandidateQuery): Prom
   const known = { rows, cap };
   const summaries = mode === 'none' ? {} : await summarize(s, candidates, classes, mode, q.summaryTraits ?? true, q.summaryTrees ?? true, known);
   return { candidates, summaries };
+}
+
+function shuffle<T>(a: T[]): void {
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [a[i], a[j]] = [a[j]!, a[i]!];
+  }
 }
 
 /** same_subtree: one provider among the listed groups' providers is an ancestor of (or is) all the others. */

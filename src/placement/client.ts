@@ -48,6 +48,8 @@ export interface CandidateRequest {
   groupPolicy?: 'none' | 'isolate';
   /** Most candidates wanted (default: all). */
   limit?: number;
+  /** Hosts in random order instead of registration order (spread; fewer claim races). */
+  randomize?: boolean;
   /**
    * Provider summaries of the providers in candidates: 'requested' classes only (default, no
    * extra query), 'all' classes, or 'none'.
@@ -124,7 +126,7 @@ export function createPlacementClient(svc: PlacementService, alloc: AllocationSe
         suffix: g.suffix, resources: g.resources, required: (g.required ?? []).map((t) => [t]), forbidden: g.forbidden ?? [],
         memberOf: g.memberOf ?? [], forbiddenAggregates: [],
       }))];
-      return findCandidates(svc.store, { groups, groupPolicy: req.groupPolicy, limit: req.limit,
+      return findCandidates(svc.store, { groups, groupPolicy: req.groupPolicy, limit: req.limit, randomize: req.randomize,
         summaries: req.summaries ?? 'requested', summaryTraits: true, summaryTrees: false });
     },
     claim: (consumer, allocations, owner) => conflictToFalse(() => alloc.replace([{

@@ -9,7 +9,7 @@ import { catalogRoutes } from './api/catalog.js';
 import type { Deps } from './api/deps.js';
 import { providerRoutes } from './api/providers.js';
 import { createPlacementClient, type PlacementClient } from './client.js';
-import { MAX_VERSION, MIN_VERSION, negotiate } from './microversion.js';
+import { cacheHeaders, MAX_VERSION, MIN_VERSION, negotiate } from './microversion.js';
 import { migrations } from './migrations.js';
 import { PlacementService } from './service.js';
 
@@ -55,6 +55,7 @@ export function createPlacement(ctx: ServiceContext, deps: { identity: TokenVali
     async routes(app) {
       useErrorStyle(app, placementError);
       app.addHook('onRequest', negotiate);
+      app.addHook('onSend', cacheHeaders);
       // Version discovery answers without a token, as Placement's root does.
       app.get('/', async () => ({
         versions: [{ id: 'v1.0', max_version: MAX_VERSION, min_version: MIN_VERSION, status: 'CURRENT',

@@ -50,3 +50,14 @@ export const mv = (req: FastifyRequest): number => req.placementMinor ?? MIN_MIN
 export function since(req: FastifyRequest, minor: number): void {
   if (mv(req) < minor) throw new ApiError(404, `The resource could not be found: ${req.method} ${req.url.split('?')[0]}`);
 }
+
+/**
+ * From 1.15 successful GETs carry `Cache-Control: no-cache` and a `Last-Modified` (the response
+ * time: these views are computed, and clients must not cache them).
+ */
+export async function cacheHeaders(req: FastifyRequest, reply: FastifyReply): Promise<void> {
+  if (req.method === 'GET' && reply.statusCode === 200 && (req.placementMinor ?? 0) >= 15) {
+    reply.header('Cache-Control', 'no-cache');
+    reply.header('Last-Modified', new Date().toUTCString());
+  }
+}

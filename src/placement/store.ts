@@ -84,7 +84,8 @@ export class PlacementStore {
   /** Root providers, a page at a time in creation order. */
   async rootPage(offset: number, size: number): Promise<string[]> {
     const r = await this.db.selectFrom('placement_resource_providers').select('uuid').where('parent_uuid', 'is', null)
-      .orderBy('created_at').orderBy('uuid').limit(size).offset(offset).execute();
+      .orderBy('created_at').orderBy('uuid')
+      .$if(size < Number.MAX_SAFE_INTEGER, (q) => q.limit(size).offset(offset)).execute();
     return r.map((x) => x.uuid as string);
   }
 

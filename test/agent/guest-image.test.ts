@@ -156,6 +156,37 @@ test('marker parser and fingerprints agree with ssh-keygen', () => {
   assert.equal(m.shutdown, true);
 });
 
+test('guest shell helpers (run by busybox on the host): JSON flattening, fingerprints, hostnames', () => {
+  const keys: string[] = [];
+  for (const type of ['rsa', 'ecdsa']) {
+    execFileSync('ssh-keygen', ['-q', '-t', type, '-N', '', '-f', join(tmp, `h-${type}`)]);
+    keys.push(readFileSync(join(tmp, `h-${type}.pub`), 'utf8').trim());
+  }
+  const meta = {
+    random_seed: 'a/b+c==', uuid: 'u-1', hostname: 'web-1.novalocal', name: 'say "hi"', launch_index: 0,
+    meta: { nested: { list: [1, { x: null }] } }, devices: [], empty: '',
+    public_keys: { a: keys[0] + '\n', b: keys[1] },
+  };
+  const file = join(tmp, 'meta.json');
+  // Pretty-printed over lines, with a \u escape as some encoders write them.
+  writeFileSync(file, JSON.stringify(meta, null, 1).replace('"web-1.', '"web\\u002d1.'));
+  const script = `. ${join(process.cwd(), 'src/agent/guest-image/lib.sh')}
+    json_flatten "$1" >"$1.flat"; cat "$1.flat"; echo ---
+    awk -F '\t' '$1 ~ /^public_keys\./ { print $2 }' "$1.flat" | while read -r k; do key_fingerprint "$k"; done
+    sanitize_hostname "$(json_get "$1.flat" hostname)"; sanitize_hostname 'My Server_1!'`;
+  const out = execFileSync('busybox', ['sh', '-c', script, 'sh', file], { encoding: 'utf8' });
+  const [flat, rest] = out.split('---\n') as [string, string];
+  const rows = Object.fromEntries(flat.trim().split('\n').map((l) => l.split('\t') as [string, string]));
+  assert.equal(rows['random_seed'], 'a/b+c==');
+  assert.equal(rows['hostname'], 'web-1.novalocal');
+  assert.equal(rows['name'], 'say "hi"');
+  assert.equal(rows['meta.nested.list.1.x'], 'null');
+  assert.equal(rows['empty'], '');
+  assert.equal(rows['public_keys.a'], keys[0], 'the trailing newline of a Nova key is dropped');
+  const fps = keys.map((k) => execFileSync('ssh-keygen', ['-lf', '-'], { input: k, encoding: 'utf8' }).split(' ')[1]);
+  assert.deepEqual(rest.trim().split('\n'), [...fps, 'web-1', 'My-Server-1']);
+});
+
 test('boots from a config drive: key, hostname, user data, SSH login, NIC hot-plug, ACPI power-off', async (t) => {
   const cd = join(tmp, 'config-drive');
   writeTree(cd, {
@@ -186,9 +217,9 @@ test('boots from a config drive: key, hostname, user data, SSH login, NIC hot-pl
   assert.equal(m.userdataRc, 0);
   assert.ok(m.sshReady);
 
-  const r = ssh(port, GUEST_LOGIN_USER, 'id -un; hostname; cat ud.txt');
+  const r = ssh(port, GUEST_LOGIN_USER, 'id -un; hostname; cat ud.txt; ping -c1 -W5 127.0.0.1 >/dev/null && echo ping ok');
   assert.equal(r.code, 0, r.stderr);
-  assert.deepEqual(r.stdout.trim().split('\n'), ['stratus', 'guest-one', 'user data ran as root']);
+  assert.deepEqual(r.stdout.trim().split('\n'), ['stratus', 'guest-one', 'user data ran as root', 'ping ok']);
   // The host key we accepted is the one the console announced.
   const known = execFileSync('ssh-keygen', ['-lf', join(tmp, `known_hosts_${port}`)], { encoding: 'utf8' });
   const hostKeyFp = known.trim().split(/\s+/)[1];
@@ -209,7 +240,9 @@ test('boots from a config drive: key, hostname, user data, SSH login, NIC hot-pl
   const exited = new Promise((r) => g.proc.once('exit', r));
   const t0 = Date.now();
   await qmpCommand(g.qmp, 'system_powerdown');
-  await Promise.race([exited, new Promise((_, rej) => setTimeout(() => rej(new Error('no power-off within 30 s')), 30_000))]);
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([exited, new Promise((_, rej) => { timer = setTimeout(() => rej(new Error('no power-off within 60 s')), 60_000); })])
+    .finally(() => clearTimeout(timer));
   t.diagnostic(`ACPI power-off took ${Date.now() - t0} ms`);
   const final = parseGuestMarkers(readFileSync(g.console, 'utf8'));
   assert.ok(final.shutdown, 'the shutdown marker is printed');

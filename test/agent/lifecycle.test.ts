@@ -96,6 +96,18 @@ test('boots the test image with a config drive; the console shows the key finger
   assert.equal(await qmpStatus(id), 'running');
 });
 
+test('console output and VNC address come from the host through the agent', async () => {
+  const tail = await svc.consoleOutput(id, { offset: -4096 });
+  assert.match(tail.text, /STRATUS-GUEST: ready/);
+  assert.equal(tail.next, tail.size);
+  const head = await svc.consoleOutput(id, { offset: 0, maxBytes: 100 });
+  assert.equal(head.next, 100);
+  assert.equal(head.text, consoleText(id).slice(0, 100));
+  const vnc = await svc.vncAddress(id);
+  assert.ok(vnc && 'unixSocket' in vnc && existsSync(vnc.unixSocket), JSON.stringify(vnc));
+  await assert.rejects(svc.consoleOutput('00000000-0000-0000-0000-000000000000'), /could not be found/);
+});
+
 test('pause and unpause', async () => {
   const pid = (await svc.getInstance(id))!.pid;
   await svc.pause(id);

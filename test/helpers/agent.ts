@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { FileImageSource } from '../../src/compute/images.js';
 import { dataplaneFor, layoutFile, readLayout } from '../../src/agent/netagent.js';
 import type { TestCloud } from './cloud.js';
+import { cgroupRoot, guestCgroup, removeCgroup } from '../../src/agent/hypervisor/qemu/process.js';
 
 export const TEST_IMAGE = join(process.cwd(), 'build', 'guest', 'stratus-test.qcow2');
 export const TEST_IMAGE_ID = 'stratus-test-image';
@@ -86,6 +87,10 @@ export function testAgent(tc: TestCloud, opts: { host?: string; args?: string[] 
       for (const pid of guestPids(tc.dataDir)) {
         try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
       }
+      // Their cgroups too (empty once the processes are gone).
+      const dir = join(tc.dataDir, 'agent', 'instances');
+      const root = cgroupRoot();
+      if (existsSync(dir)) for (const id of readdirSync(dir)) await removeCgroup(guestCgroup(root, id));
       if (existsSync(layoutFile(tc.dataDir))) await dataplaneFor(readLayout(tc.dataDir)).purge();
     },
   };

@@ -44,6 +44,9 @@ test('version discovery and microversion negotiation', async () => {
   const latest = await P('GET', '/resource_providers', 'latest');
   assert.equal(latest.headers.get('openstack-api-version'), 'placement 1.39');
   assert.match(latest.headers.get('vary') ?? '', /openstack-api-version/);
+  assert.equal(latest.headers.get('cache-control'), 'no-cache');
+  assert.ok(latest.headers.get('last-modified'));
+  assert.equal((await P('GET', '/resource_providers', '1.14')).headers.get('cache-control'), null);
   const tooNew = await P('GET', '/resource_providers', '1.99');
   assert.equal(tooNew.status, 406);
   assert.equal(tooNew.body.errors[0].max_version, '1.39');
@@ -191,6 +194,11 @@ test('allocation candidates: shapes per microversion, granular groups, limit', a
   assert.deepEqual(mine, { allocations: [{ resource_provider: { uuid: root }, resources: { VCPU: 1, MEMORY_MB: 1024 } }] });
   assert.deepEqual(v110.body.provider_summaries[root], { resources: { VCPU: { capacity: 8, used: 0 }, MEMORY_MB: { capacity: 8192, used: 0 } } });
 
+  // Before 1.29 nested providers take no part.
+  assert.deepEqual((await P('GET', `/allocation_candidates?resources=SRIOV_NET_VF:1&in_tree=${root}`, '1.28')).status, 400);
+  assert.deepEqual((await P('GET', `/allocation_candidates?resources=SRIOV_NET_VF:1`, '1.28')).body.allocation_requests
+    .filter((a: any) => a.allocations[pf]), []);
+  assert.equal((await P('GET', `/allocation_candidates?resources=SRIOV_NET_VF:1&in_tree=${root}`, '1.31')).body.allocation_requests.length, 1);
   const member = await P('GET', `/allocation_candidates?resources=VCPU:1&member_of=in:${agg},${randomUUID()}`, '1.24');
   assert.deepEqual(member.body.allocation_requests.map((a: any) => Object.keys(a.allocations)), [[root]]);
   const notMember = await P('GET', `/allocation_candidates?resources=VCPU:1&member_of=!${agg}&in_tree=${root}`, '1.32');

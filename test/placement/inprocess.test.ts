@@ -86,6 +86,13 @@ test('a limit reads trees page by page and agrees with the full answer', async (
     late.candidates.slice(0, 2));
   const full = await pl.getCandidates({ resources: { VCPU: 1, CUSTOM_PAGE: 1 } });
   assert.equal(full.candidates.length, 110);
+  const key = (c: { rootUuid: string }) => c.rootUuid;
+  const shuffled = await pl.getCandidates({ resources: { VCPU: 1, CUSTOM_PAGE: 1 }, randomize: true });
+  assert.deepEqual(shuffled.candidates.map(key).sort(), full.candidates.map(key).sort());
+  assert.notDeepEqual(shuffled.candidates.map(key), full.candidates.map(key)); // 110! orders: never equal in practice
+  const few = await pl.getCandidates({ resources: { VCPU: 1, CUSTOM_PAGE: 1 }, randomize: true, limit: 3 });
+  assert.equal(few.candidates.length, 3);
+  assert.ok(few.candidates.every((c) => full.candidates.some((f) => f.rootUuid === c.rootUuid)));
   for (const limit of [1, 3, 7, 10]) {
     const some = await pl.getCandidates({ resources: { VCPU: 1, CUSTOM_PAGE: 1 }, limit });
     assert.deepEqual(some.candidates, full.candidates.slice(0, limit));

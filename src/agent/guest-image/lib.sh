@@ -14,11 +14,12 @@ marker() {
   echo "[$(cut -d' ' -f1 /proc/uptime)] STRATUS-GUEST: $*" >>/var/log/boot.log 2>/dev/null
 }
 
-# net_start <ifname>: DHCP on one NIC. udhcpc gives up waiting after ~3 s without a server
+# net_start <ifname>: DHCP on one NIC. udhcpc gives up waiting after ~5 s without a server
+# (dnsmasq pings a dynamic address for ~3 s before it offers it)
 # and keeps trying in the background; with a lease it stays to renew it.
 net_start() {
   ip link set dev "$1" up
-  udhcpc -i "$1" -b -t 3 -T 1 -A 10 -S -s /usr/share/udhcpc/default.script \
+  udhcpc -i "$1" -b -t 5 -T 1 -A 5 -S -s /usr/share/udhcpc/default.script \
     -p "/run/udhcpc.$1.pid" -O mtu -O staticroutes -O search -x "hostname:$(hostname)"
 }
 

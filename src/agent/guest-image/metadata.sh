@@ -5,6 +5,7 @@
 MD=/run/stratus/metadata
 MD_URL=http://169.254.169.254
 MD_BUDGET=${MD_BUDGET:-4}   # seconds to wait for a metadata service that does not answer
+MD_REQUEST_TIMEOUT=20       # seconds per request once it does
 
 # busybox wget -T segfaults (1.35): bound every request with timeout instead.
 md_get() { # url file seconds
@@ -46,39 +47,40 @@ md_config_drive() {
 }
 
 md_ec2() {
-  local base=$MD_URL/latest
-  md_get "$base/meta-data/instance-id" "$MD/instance-id" 2 || return 1
-  md_get "$base/meta-data/hostname" "$MD/hostname" 2 || md_get "$base/meta-data/local-hostname" "$MD/hostname" 2
+  local base=$MD_URL/latest t=$MD_REQUEST_TIMEOUT
+  md_get "$base/meta-data/instance-id" "$MD/instance-id" $t || return 1
+  md_get "$base/meta-data/hostname" "$MD/hostname" $t || md_get "$base/meta-data/local-hostname" "$MD/hostname" $t
   : >"$MD/keys"
-  if md_get "$base/meta-data/public-keys/" "$MD/public-keys" 2; then
+  if md_get "$base/meta-data/public-keys/" "$MD/public-keys" $t; then
     # lines "0=name": the key is at public-keys/0/openssh-key
     for idx in $(cut -d= -f1 "$MD/public-keys"); do
-      md_get "$base/meta-data/public-keys/$idx/openssh-key" "$MD/key.tmp" 2 && cat "$MD/key.tmp" >>"$MD/keys" && echo >>"$MD/keys"
+      md_get "$base/meta-data/public-keys/$idx/openssh-key" "$MD/key.tmp" $t && cat "$MD/key.tmp" >>"$MD/keys" && echo >>"$MD/keys"
     done
     rm -f "$MD/key.tmp"
   fi
-  md_get "$base/user-data" "$MD/user_data" 2
+  md_get "$base/user-data" "$MD/user_data" $t
   echo ec2 >"$MD/source"
 }
 
-# Only worth trying with a route to it: a service that does not answer costs MD_BUDGET s.
+# Only worth trying with a route to it. Whether anything listens is probed with nc first
+# (connect only: refused is retried, silence gives up after MD_BUDGET s); once something
+# does, requests may take MD_REQUEST_TIMEOUT s (a loaded host makes everything slow).
 md_service() {
   ip -4 route get 169.254.169.254 >/dev/null 2>&1 || return 1
-  local deadline=$(( $(date +%s) + MD_BUDGET )) left rc
+  local deadline=$(( $(date +%s) + MD_BUDGET )) left
   while :; do
     left=$(( deadline - $(date +%s) ))
     [ "$left" -gt 0 ] || return 1
-    md_get "$MD_URL/openstack/latest/meta_data.json" "$MD/meta_data.json" "$left"
-    rc=$?
-    if [ $rc -eq 0 ]; then
-      md_get "$MD_URL/openstack/latest/user_data" "$MD/user_data" 2
-      md_from_openstack_json "$MD/meta_data.json"
-      echo metadata-service >"$MD/source"
-      return 0
+    if timeout $((left + 1)) nc -w "$left" 169.254.169.254 80 </dev/null >/dev/null 2>&1; then
+      if md_get "$MD_URL/openstack/latest/meta_data.json" "$MD/meta_data.json" "$MD_REQUEST_TIMEOUT"; then
+        md_get "$MD_URL/openstack/latest/user_data" "$MD/user_data" "$MD_REQUEST_TIMEOUT"
+        md_from_openstack_json "$MD/meta_data.json"
+        echo metadata-service >"$MD/source"
+        return 0
+      fi
+      md_ec2 && return 0                 # it answers, but not the OpenStack paths
     fi
-    [ $rc -eq 143 ] && return 1          # timed out: nothing answers
-    md_ec2 && return 0                   # answered, but not the OpenStack paths
-    sleep 1                              # refused: the proxy may be starting
+    sleep 1                              # refused, or not ready yet
   done
 }
 

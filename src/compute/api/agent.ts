@@ -85,12 +85,32 @@ export function agentRoutes(app: App, opts: { service: ComputeService; images: I
       },
     }, async (req) => {
       const since = req.query.since ?? -1;
-      return opts.service.watch(req.params.host, since, (req.query.wait ?? 0) * 1000);
+      // The agent hanging up (restart, kill) ends the wait.
+      const gone = new AbortController();
+      req.raw.once('close', () => gone.abort());
+      return opts.service.watch(req.params.host, since, (req.query.wait ?? 0) * 1000, gone.signal);
     });
 
     scope.post('/hosts/:host/observed', { schema: { params: HostParams, body: Report } }, async (req, reply) => {
       if (!(await opts.service.getHost(req.params.host))) throw notFound(`compute host ${req.params.host} is not registered`);
       await opts.service.report(req.params.host, req.body.instances);
+      reply.code(204);
+    });
+
+    scope.post('/hosts/:host/calls/:id', {
+      schema: {
+        params: Type.Object({ host: HostName, id: Type.String({ minLength: 1, maxLength: 64 }) }),
+        body: Type.Object({
+          ok: Type.Boolean(),
+          error: Type.Optional(Type.String({ maxLength: 4096 })),
+          result: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+        }, { additionalProperties: false }),
+      },
+      bodyLimit: 4 * 1024 * 1024, // console output, base64
+    }, async (req, reply) => {
+      if (!(await opts.service.calls.complete(req.params.host, req.params.id, req.body))) {
+        throw notFound(`call ${req.params.id} is not waiting (answered or timed out)`);
+      }
       reply.code(204);
     });
 

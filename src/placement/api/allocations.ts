@@ -165,6 +165,8 @@ export async function allocationRoutes(app: App, d: Deps): Promise<void> {
       .concat(query.rootRequired ? [...query.rootRequired.required.flat(), ...query.rootRequired.forbidden] : []))]);
     query.summaries = minor >= 27 ? 'all' : 'requested';
     query.summaryTraits = minor >= 17;
+    query.nestedAware = minor >= 29;
+    query.summaryTrees = minor >= 29;
     const r = await findCandidates(d.svc.store, query);
     const allocation_requests = r.candidates.map((c) => {
       const out: Record<string, unknown> = minor >= 12

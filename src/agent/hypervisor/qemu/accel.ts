@@ -2,7 +2,7 @@
 // (on some hosts /dev/kvm exists and even runs a BIOS, yet a kernel hangs or QEMU aborts on an MSR).
 // The verdict is cached per (QEMU version, kernel, probe image) until the host reboots.
 import { spawn } from 'node:child_process';
-import { accessSync, constants, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -43,10 +43,10 @@ export async function chooseAccelerator(o: ProbeOptions): Promise<ProbeResult> {
   const key = `${version}|${release()}|${o.probeImage}|${st.size}|${st.mtimeMs}`;
   const cacheDir = existsSync('/run') && process.getuid?.() === 0 ? '/run/stratus' : join(tmpdir(), 'stratus-run');
   const cacheFile = join(cacheDir, 'accel-probe.json');
-  try {
-    const cached = JSON.parse(readFileSync(cacheFile, 'utf8')) as ProbeResult & { key: string };
-    if (cached.key === key) return { accel: cached.accel, reason: `${cached.reason} (cached probe)` };
-  } catch { /* no cache */ }
+  let cache: Record<string, ProbeResult> = {};
+  try { cache = JSON.parse(readFileSync(cacheFile, 'utf8')) as Record<string, ProbeResult>; } catch { /* no cache */ }
+  const hit = cache[key];
+  if (hit?.accel) return { accel: hit.accel, reason: `${hit.reason} (cached probe)` };
   o.log.info({ image: o.probeImage }, 'probing KVM with a test guest');
   const started = Date.now();
   const booted = await bootsUnderKvm(binary, o.probeImage, o.timeoutMs ?? 15_000);
@@ -54,7 +54,10 @@ export async function chooseAccelerator(o: ProbeOptions): Promise<ProbeResult> {
     ? { accel: 'KVM', reason: `a test guest booted under KVM in ${Date.now() - started} ms` }
     : { accel: 'TCG', reason: `KVM probe failed: ${booted.why}` };
   mkdirSync(cacheDir, { recursive: true });
-  writeFileSync(cacheFile, JSON.stringify({ ...result, key }));
+  try { cache = JSON.parse(readFileSync(cacheFile, 'utf8')) as Record<string, ProbeResult>; } catch { /* none */ }
+  cache[key] = result;
+  writeFileSync(`${cacheFile}.${process.pid}`, JSON.stringify(cache));
+  renameSync(`${cacheFile}.${process.pid}`, cacheFile);
   return result;
 }
 

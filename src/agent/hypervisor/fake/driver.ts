@@ -1,0 +1,155 @@
+// An in-memory hypervisor for unit tests of the layers above the driver (reconcile loop, compute).
+// It keeps the state machine of the real driver, so tests of those layers can fail for real
+// reasons; `crash(id)` simulates a guest dying behind the agent's back.
+import {
+  InvalidStateError, NotFoundError,
+  type BaseImage, type ConfigDriveSpec, type ConsoleChunk, type HypervisorDriver, type InstanceInfo,
+  type InstanceSpec, type PowerState, type RebootKind, type SnapshotResult, type VncAddress,
+} from '../driver.js';
+
+interface FakeGuest {
+  spec: InstanceSpec;
+  image: BaseImage;
+  configDrive?: ConfigDriveSpec;
+  state: PowerState;
+  pid?: number;
+  console: string;
+  boots: number;
+}
+
+export class FakeDriver implements HypervisorDriver {
+  readonly hypervisorType = 'fake' as const;
+  readonly accelerator = 'TCG' as const;
+  readonly guests = new Map<string, FakeGuest>();
+  /** Every call, in order ("powerOn <id>"), for assertions. */
+  readonly calls: string[] = [];
+  private nextPid = 1000;
+  /** Make the next call of this method throw (tests of retries and faults). */
+  failNext = new Map<string, string>();
+
+  async spawn(spec: InstanceSpec, image: BaseImage, configDrive: ConfigDriveSpec | undefined, opts: { start?: boolean } = {}): Promise<void> {
+    this.record('spawn', spec.id);
+    if (!this.guests.has(spec.id)) this.guests.set(spec.id, { spec: { ...spec }, image, configDrive, state: 'shutdown', console: '', boots: 0 });
+    if (opts.start !== false) await this.powerOn(spec.id);
+  }
+
+  async destroy(id: string): Promise<void> {
+    this.record('destroy', id);
+    this.guests.delete(id);
+  }
+
+  async powerOn(id: string): Promise<void> {
+    this.record('powerOn', id);
+    const g = this.get(id);
+    if (g.pid) return;
+    this.boot(g);
+  }
+
+  async powerOff(id: string): Promise<{ clean: boolean }> {
+    this.record('powerOff', id);
+    const g = this.get(id);
+    g.state = 'shutdown';
+    g.pid = undefined;
+    return { clean: true };
+  }
+
+  async reboot(id: string, kind: RebootKind): Promise<void> {
+    this.record(`reboot-${kind}`, id);
+    this.boot(this.get(id));
+  }
+
+  async pause(id: string): Promise<void> {
+    this.record('pause', id);
+    this.require(id, ['running', 'paused']).state = 'paused';
+  }
+
+  async unpause(id: string): Promise<void> {
+    this.record('unpause', id);
+    this.require(id, ['running', 'paused']).state = 'running';
+  }
+
+  async suspend(id: string): Promise<void> {
+    this.record('suspend', id);
+    const g = this.require(id, ['running', 'paused', 'suspended']);
+    g.state = 'suspended';
+    g.pid = undefined;
+  }
+
+  async resume(id: string): Promise<void> {
+    this.record('resume', id);
+    const g = this.require(id, ['suspended', 'running', 'paused']);
+    if (!g.pid) g.pid = this.nextPid++;
+    g.state = 'running';
+  }
+
+  async snapshot(id: string, dest: string): Promise<SnapshotResult> {
+    this.record('snapshot', id);
+    this.get(id);
+    return { path: dest, sizeBytes: 1, virtualSizeBytes: 1, sha256: '0'.repeat(64), format: 'qcow2' };
+  }
+
+  async resize(id: string, flavor: { vcpus: number; ramMb: number; diskGb?: number }): Promise<void> {
+    this.record('resize', id);
+    const g = this.require(id, ['shutdown']);
+    g.spec = { ...g.spec, vcpus: flavor.vcpus, ramMb: flavor.ramMb, diskGb: Math.max(g.spec.diskGb, flavor.diskGb ?? 0) };
+  }
+
+  async getInfo(id: string): Promise<InstanceInfo | undefined> {
+    const g = this.guests.get(id);
+    if (!g) return undefined;
+    return { id, powerState: g.state, pid: g.pid, vcpus: g.spec.vcpus, ramMb: g.spec.ramMb, diskBytes: 4096 };
+  }
+
+  async list(): Promise<InstanceInfo[]> {
+    return (await Promise.all([...this.guests.keys()].map((id) => this.getInfo(id)))).filter((i): i is InstanceInfo => !!i);
+  }
+
+  async readConsole(id: string, offset: number, maxBytes = 65536): Promise<ConsoleChunk> {
+    const buf = Buffer.from(this.get(id).console);
+    const data = buf.subarray(offset, offset + maxBytes);
+    return { data, next: offset + data.length, size: buf.length };
+  }
+
+  async vncAddress(id: string): Promise<VncAddress | undefined> {
+    return this.get(id).pid ? { host: '127.0.0.1', port: 5900 } : undefined;
+  }
+
+  async getSpec(id: string): Promise<InstanceSpec | undefined> {
+    return this.guests.get(id)?.spec;
+  }
+
+  /** The guest dies (QEMU killed, host OOM) without the agent doing anything. */
+  crash(id: string): void {
+    const g = this.get(id);
+    g.state = 'shutdown';
+    g.pid = undefined;
+  }
+
+  private boot(g: FakeGuest): void {
+    g.pid = this.nextPid++;
+    g.state = 'running';
+    g.boots++;
+    g.console += `boot ${g.boots}\n`;
+  }
+
+  private record(op: string, id: string): void {
+    this.calls.push(`${op} ${id}`);
+    const msg = this.failNext.get(op);
+    if (msg) {
+      this.failNext.delete(op);
+      throw new Error(msg);
+    }
+  }
+
+  private get(id: string): FakeGuest {
+    const g = this.guests.get(id);
+    if (!g) throw new NotFoundError(id);
+    return g;
+  }
+
+  private require(id: string, states: PowerState[]): FakeGuest {
+    const g = this.get(id);
+    if (!states.includes(g.state)) throw new InvalidStateError(`guest ${id} is ${g.state}`);
+    return g;
+  }
+}
