@@ -14,11 +14,8 @@ import { chooseAccelerator, type ProbeResult } from './hypervisor/qemu/accel.js'
 import { QemuDriver } from './hypervisor/qemu/driver.js';
 import { isAlive } from './hypervisor/qemu/process.js';
 import { Reconciler, markResumeOnStart } from './reconcile.js';
-<<<<<<< HEAD
 import { NetAgent, networkLayout, type NetworkLayout } from './netagent.js';
-=======
 import type { AgentCall, CallResult } from '../compute/agent-protocol.js';
->>>>>>> main
 
 export const AGENT_VERSION = '0.1.0';
 
