@@ -140,7 +140,9 @@ export class Reconciler {
       if (!info || !(await driver.getSpec(d.id))) {
         log.info({ image: d.imageId }, 'spawning');
         const image = await this.o.ensureImage(d.imageId);
-        await driver.spawn(specOf(d), image, d.configDrive, { start: false });
+        // With NICs the guest reads the metadata service (169.254.169.254) instead of a config drive.
+        const drive = d.nics.length && !d.forceConfigDrive ? undefined : d.configDrive;
+        await driver.spawn(specOf(d), image, drive, { start: false });
         info = await driver.getInfo(d.id);
       }
       await this.applyFlavor(d, info!, log);

@@ -64,6 +64,7 @@ export const sshCommand: Command = {
     const ip = isIP(server) ? server : await floatingIpOf(dir, server);
     const ns = await providerNamespace(dir);
     const argv = ['ssh', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'LogLevel=ERROR',
+      '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=10',
       ...(typeof flags.identity === 'string' ? ['-i', flags.identity] : []), `${user}@${ip}`, ...cmd];
     return runIn(ns, argv);
   },
