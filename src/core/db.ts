@@ -34,6 +34,9 @@ export function defaultDatabaseUrl(dataDir: string): string {
 export async function openDatabase(url: string): Promise<Database> {
   if (/^postgres(ql)?:\/\//.test(url)) {
     const pool = new pg.Pool({ connectionString: url, max: 10 });
+    // An idle client dying (server restart, admin termination) must not crash the process: the
+    // pool drops it and connects afresh on the next query. Without a listener it is uncaught.
+    pool.on('error', () => { /* the pool already discarded the client */ });
     const kysely = new Kysely<any>({ dialect: new PostgresDialect({ pool }) });
     await sql`select 1`.execute(kysely); // fail early with a clear error when unreachable
     return { kysely, engine: 'postgres', url, close: () => kysely.destroy() };

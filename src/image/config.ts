@@ -2,6 +2,7 @@
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { StratusConfig } from '../core/config.js';
+import { CONVERTIBLE } from './inspect.js';
 
 export interface ImageStoreConfig {
   id: string;
@@ -40,6 +41,12 @@ export function imageConfig(cfg: StratusConfig): ImageConfig {
   const imagesDir = join(cfg.dataDir, 'images');
   const stores = (given.stores?.length ? given.stores : [{ id: 'local', description: 'Filesystem store in the data directory' }])
     .map((s) => ({ ...s, path: s.path ?? join(imagesDir, s.id) }));
+  for (const s of stores) {
+    if (!/^[A-Za-z0-9_-]{1,64}$/.test(s.id)) throw new Error(`image.stores: invalid store id '${s.id}'`);
+  }
+  if (given.importConvertTo && !CONVERTIBLE[given.importConvertTo]) {
+    throw new Error(`image.importConvertTo: '${given.importConvertTo}' is not one of ${Object.keys(CONVERTIBLE).join(', ')}`);
+  }
   return {
     bootstrapImage: resolve(REPO_ROOT, given.bootstrapImage ?? 'build/guest/stratus-test.qcow2'),
     bootstrapName: given.bootstrapName ?? 'stratus-test',

@@ -18,6 +18,8 @@ export const NETWORK_POLICY: Record<string, string> = {
   }),
   ...crud('subnet', { create_subnet: 'rule:network_owner' }),
   ...crud('port', {
+    // Network owners see the ports others made on their networks.
+    get_port: `${R} or (role:reader and project_id:%(network_project_id)s)`,
     'create_port:mac_address': 'rule:network_owner', 'create_port:fixed_ips:ip_address': 'rule:network_owner',
     'update_port:mac_address': A, 'update_port:fixed_ips:ip_address': 'rule:network_owner',
     'create_port:binding:host_id': A, 'create_port:binding:profile': A,

@@ -66,13 +66,15 @@ export class NetworkService {
       return (await s.find('subnet')).filter((x) => visible.has(x.network_id));
     }
     const docs = caller.isAdmin ? await s.find(kind) : await s.find(kind, { project_id: caller.projectId });
+    const mine = new Set<string>();
     if (kind === 'port' && !caller.isAdmin) {
       // Network owners also see the ports others made on their networks.
-      const mine = (await s.find('network', { project_id: caller.projectId })).map((n) => n.id);
-      const others = (await s.find('port', { network_id: mine })).filter((p) => p.project_id !== caller.projectId);
-      docs.push(...others);
+      for (const n of await s.find('network', { project_id: caller.projectId })) mine.add(n.id);
+      docs.push(...(await s.find('port', { network_id: [...mine] })).filter((p) => p.project_id !== caller.projectId));
     }
-    return docs.filter((d) => caller.check(`get_${kind}`, { ...d, project_id: d.project_id || caller.projectId }));
+    return docs.filter((d) => caller.check(`get_${kind}`, {
+      ...d, project_id: d.project_id || caller.projectId, ...(mine.has(d.network_id) ? { network_project_id: caller.projectId } : {}),
+    }));
   }
 
   private async ensureDefault(caller: Caller): Promise<void> {

@@ -185,10 +185,13 @@ async function v2Routes(app: App, { svc, transfer, validator }: RouteDeps): Prom
 
   // ---- schemas and discovery ----
 
-  app.get('/schemas/image', async () => IMAGE_SCHEMA);
-  app.get('/schemas/images', async () => IMAGES_SCHEMA);
-  app.get('/schemas/member', async () => MEMBER_SCHEMA);
-  app.get('/schemas/members', async () => MEMBERS_SCHEMA);
+  const schemas = { image: IMAGE_SCHEMA, images: IMAGES_SCHEMA, member: MEMBER_SCHEMA, members: MEMBERS_SCHEMA };
+  for (const [name, doc] of Object.entries(schemas)) {
+    app.get(`/schemas/${name}`, async (req) => {
+      svc.enforce(authOf(req), 'image:get_info');
+      return doc;
+    });
+  }
 
   app.get('/info/import', async (req) => {
     svc.enforce(authOf(req), 'image:get_info');
