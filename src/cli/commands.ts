@@ -246,7 +246,7 @@ const agent: Command = {
     const underlayIp = str('underlay-ip') ?? null;
     const a = await startAgent({
       network: flags['no-network'] ? false : networkLayout({
-        prefix: str('netns-prefix'), providerNetns: str('provider-netns'),
+        prefix: str('netns-prefix') ?? process.env.STRATUS_NETNS_PREFIX, providerNetns: str('provider-netns') ?? process.env.STRATUS_PROVIDER_NETNS,
         ...(underlayIp ? { underlay: { netns: str('underlay-netns') ?? 'stratus-underlay', bridge: 'br-underlay', prefixLen: 24 } } : {}),
       }),
       underlayIp,

@@ -66,8 +66,9 @@ before(async () => {
   await sh('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key()]);
   // Something on the external network that tells who connected (seen after SNAT).
   const provider = readLayout(tc.dataDir).providerNetns;
-  await until('provider namespace', async () => (await sh('ip', ['netns', 'list'])).stdout.includes(provider), 60_000);
-  socat = spawn('ip', ['netns', 'exec', provider, 'socat', 'TCP-LISTEN:8000,bind=203.0.113.1,fork,reuseaddr', 'SYSTEM:echo PEER=$SOCAT_PEERADDR'], { stdio: 'ignore' });
+  await until('provider namespace', async () => (await sh('ip', ['-n', provider, 'addr', 'show'])).stdout.includes('203.0.113.1/24'), 60_000);
+  socat = spawn('ip', ['netns', 'exec', provider, 'socat', 'TCP-LISTEN:8000,fork,reuseaddr', 'SYSTEM:echo PEER=$SOCAT_PEERADDR'], { stdio: 'ignore' });
+  await until('external echo server', async () => (await sh('ip', ['netns', 'exec', provider, 'ss', '-ltn'])).stdout.includes(':8000'), 30_000);
 });
 
 after(async () => {
@@ -94,7 +95,7 @@ test('two guests on a tenant network: API fixed IPs by DHCP, ping each other, SN
 
   const a = await boot('guest-a', demo.id, '#!/bin/sh\necho wiring-marker > /tmp/ud-marker\n');
   // b has no floating IP: what it fetches from the external network shows the router's SNAT address.
-  const b = await boot('guest-b', demo.id, '#!/bin/sh\necho "SNAT-SEEN $(wget -q -O - http://203.0.113.1:8000/)"\n');
+  const b = await boot('guest-b', demo.id, '#!/bin/sh\necho "SNAT-SEEN $(nc -w 3 203.0.113.1 8000 </dev/null)"\n');
   guests.push(a, b);
 
   for (const g of guests) {
@@ -112,7 +113,7 @@ test('two guests on a tenant network: API fixed IPs by DHCP, ping each other, SN
 
   let last = '';
   const out = await until('ssh via the floating IP', async () => {
-    const r = await sshGuest(a.id, `hostname; cat /tmp/ud-marker; ping -c 1 -W 3 ${b.ip} >/dev/null && echo PING-B-OK; wget -q -O - http://203.0.113.1:8000/; ` +
+    const r = await sshGuest(a.id, `hostname; cat /tmp/ud-marker; ping -c 1 -W 3 ${b.ip} >/dev/null && echo PING-B-OK; nc -w 3 203.0.113.1 8000 </dev/null; ` +
       `wget -q -O - --header 'X-Forwarded-For: ${b.ip}' --header 'X-Stratus-Metadata-Signature: 00' http://169.254.169.254/openstack/latest/meta_data.json`);
     last = r.stdout + r.stderr;
     return r.code === 0 && r.stdout.includes('PEER=') ? r.stdout : null;
