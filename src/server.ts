@@ -11,6 +11,7 @@ import type { ServiceContext, ServiceModule } from './core/service.js';
 import { createIdentity, type IdentityModule } from './identity/index.js';
 import { createNetwork, type NetworkModule } from './network/index.js';
 import { createImage, type ImageModule } from './image/index.js';
+import { imageServiceSource } from './compute/image-bridge.js';
 import { createPlacement, type PlacementModule } from './placement/index.js';
 import { createCompute, type ComputeModule } from './compute/index.js';
 import { createNetAgent, type NetAgentModule } from './netagent/index.js';
@@ -53,7 +54,11 @@ export async function startCloud(cfg: StratusConfig, opts: StartOptions = {}): P
   const image = createImage(ctx, { identity });
   const network = createNetwork(ctx, { identity });
   const placement = createPlacement(ctx, { identity });
-  const compute = createCompute(ctx, { identity });
+  const compute = createCompute(ctx, { identity, placement: placement.client });
+  // The Nova API looks images up (and uploads snapshots) through the image service; agents fetch
+  // image bytes through it too.
+  compute.setImageApi(image);
+  compute.setImageSource(imageServiceSource(image, compute.images));
   const netagent = createNetAgent(ctx, { network, compute });
   const modules: ServiceModule[] = [identity, image, network, placement, compute, netagent];
 

@@ -12,6 +12,9 @@ import { FileImageSource, type ImageSource } from './images.js';
 import { computeMigrations } from './migrations.js';
 import { ComputeService } from './service.js';
 import { createNovaApi, type NovaApi } from './nova.js';
+import type { PlacementLike } from './scheduler/index.js';
+import type { ImageLookup } from './servers/ports.js';
+import { notFound } from '../core/errors.js';
 
 export type { ImageSource } from './images.js';
 export { FileImageSource } from './images.js';
@@ -27,11 +30,15 @@ export interface ComputeModule extends ServiceModule {
   agentToken(): string;
   /** The OpenStack compute API (Nova v2.1) and its services (flavors, quotas, scheduler, ...). */
   nova: NovaApi;
+  /** The image service as the Nova API uses it (image lookups with visibility, snapshots). */
+  setImageApi(api: ImageLookup): void;
 }
 
 export interface ComputeDeps {
   identity: IdentityModule;
   images?: ImageSource;
+  /** Placement's in-process client: the scheduler claims resources through it. */
+  placement: PlacementLike;
 }
 
 /** Reads DATA_DIR/agent-token, creating it (mode 0600) on the first start. */
@@ -45,7 +52,30 @@ export function createCompute(ctx: ServiceContext, deps: ComputeDeps): ComputeMo
   const service = new ComputeService(ctx.db.kysely, ctx.log.child({ service: 'compute' }));
   let token: string | undefined;
   const agentToken = () => (token ??= ensureAgentToken(ctx.cfg.dataDir));
-  const nova = createNovaApi(ctx, { identity: deps.identity, hosts: service });
+  let imageApi: ImageLookup | undefined;
+  // Without an image service the Nova API sees the images agents can fetch (tests, bootstrap).
+  // Images registered only with the agents' image source (tests, bootstrap files) are found too.
+  const fileImage = async (id: string) => {
+    const info = await mod.images.describe(id);
+    if (!info) throw notFound(`Image ${id} could not be found.`);
+    return { id, name: id, status: 'active', minDisk: 0, minRam: 0, size: info.sizeBytes, virtualSize: null, properties: {} };
+  };
+  const imageLookup = (): ImageLookup => {
+    const api = imageApi;
+    if (!api) return { getImage: fileImage };
+    return {
+      async getImage(id, as) {
+        try { return await api.getImage(id, as); } catch (e) {
+          // Hidden from this caller is not the same as unknown to the image service.
+          const known = await api.getImage(id, 'system').then(() => true, () => false);
+          if ((e as { status?: number }).status === 404 && !known) return fileImage(id);
+          throw e;
+        }
+      },
+      createImage: api.createImage?.bind(api), uploadImageData: api.uploadImageData?.bind(api),
+    };
+  };
+  const nova = createNovaApi(ctx, { identity: deps.identity, hosts: service, instances: service, placement: deps.placement, images: imageLookup });
   const mod: ComputeModule = {
     name: 'compute',
     prefix: '/compute',
@@ -55,6 +85,7 @@ export function createCompute(ctx: ServiceContext, deps: ComputeDeps): ComputeMo
     service,
     images: deps.images ?? new FileImageSource(),
     setImageSource(src) { mod.images = src; },
+    setImageApi(api) { imageApi = api; },
     agentToken,
     async routes(app) {
       useErrorStyle(app, novaError);
@@ -62,7 +93,7 @@ export function createCompute(ctx: ServiceContext, deps: ComputeDeps): ComputeMo
       await nova.routes(app);
     },
     async start() { agentToken(); await nova.start(); },
-    async stop() { service.close(); },
+    async stop() { await nova.stop(); service.close(); },
   };
   return mod;
 }

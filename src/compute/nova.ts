@@ -24,11 +24,29 @@ import { novaMigrations } from './nova-migrations.js';
 import { registerComputePolicy } from './policy.js';
 import { QuotaService } from './quotas.js';
 import { ServerGroupService } from './server-groups.js';
+import { registerServerActionRoutes } from './api/server-actions.js';
+import { registerServerRoutes, type ServerRouteDeps } from './api/servers.js';
+import { registerUsageRoutes } from './api/usage.js';
+import { DEFAULT_SCHEDULER, Scheduler, type PlacementLike, type SchedulerConfig } from './scheduler/index.js';
+import { ServerOperations } from './servers/operations.js';
+import type { ImageLookup, InstanceApi } from './servers/ports.js';
+import { ServerReconciler } from './servers/reconciler.js';
+import { ServerService } from './servers/service.js';
+
+/** `compute.scheduler` in stratus.yaml: allocation ratios and weigher multipliers. */
+function schedulerConfig(ctx: ServiceContext): Partial<SchedulerConfig> {
+  const c = (ctx.cfg.compute as { scheduler?: Partial<SchedulerConfig> } | undefined)?.scheduler;
+  return c && typeof c === 'object' ? c : {};
+}
 
 export interface NovaDeps {
   identity: IdentityModule;
-  /** Compute's host registry (ComputeService). */
+  /** Compute's host registry and instance service (ComputeService). */
   hosts: HostSource;
+  instances: InstanceApi;
+  placement: PlacementLike;
+  /** The image service (or, without one, the agents' image source). */
+  images: () => ImageLookup;
 }
 
 export interface NovaApi {
@@ -40,10 +58,15 @@ export interface NovaApi {
   aggregates: AggregateService;
   serverGroups: ServerGroupService;
   hosts: HostDirectory;
+  servers: ServerService;
+  operations: ServerOperations;
+  scheduler: Scheduler;
+  reconciler: ServerReconciler;
   /** Registers version discovery and every /v2.1 route on the compute scope. */
   routes(app: App): Promise<void>;
-  /** Bootstrap: registered limits and default flavors. */
+  /** Bootstrap (registered limits, default flavors), then the server reconciler. */
   start(): Promise<void>;
+  stop(): Promise<void>;
 }
 
 export function createNovaApi(ctx: ServiceContext, deps: NovaDeps): NovaApi {
@@ -56,11 +79,25 @@ export function createNovaApi(ctx: ServiceContext, deps: NovaDeps): NovaApi {
   const aggregates = new AggregateService(db, async (name) => !!(await deps.hosts.getHost(name)));
   const serverGroups = new ServerGroupService(db, quotas);
   const routeDeps: RouteDeps = { policy: ctx.policy, computeUrl: () => `${ctx.baseUrl()}/compute` };
+  const log = ctx.log.child({ service: 'compute-api' });
+  const scheduler = new Scheduler(hosts, aggregates, deps.placement, { ...DEFAULT_SCHEDULER, ...schedulerConfig(ctx) }, log);
+  const servers = new ServerService(db, {
+    flavors, keypairs, quotas, groups: serverGroups, aggregates, hosts, instances: deps.instances, images: deps.images, log,
+  });
+  const operations = new ServerOperations(servers, {
+    instances: deps.instances, flavors, quotas, placement: deps.placement, hosts, images: deps.images,
+  });
+  const reconciler = new ServerReconciler({
+    store: servers.store, actions: servers.actions, instances: deps.instances, scheduler, placement: deps.placement,
+    groups: serverGroups, aggregates, log, maxAttempts: 3, buildTimeoutMs: 10 * 60_000, sweepMs: 5000, images: deps.images,
+  });
+  servers.kick = (id) => reconciler.kick(id);
+  const serverRoutes: ServerRouteDeps = { ...routeDeps, servers, hosts, groups: serverGroups, db };
 
   return {
     migrations: novaMigrations(ctx.db.engine),
     catalog: [{ type: 'compute', name: 'nova', description: 'Compute (Nova v2.1)', path: '/compute/v2.1' }],
-    flavors, keypairs, quotas, aggregates, serverGroups, hosts,
+    flavors, keypairs, quotas, aggregates, serverGroups, hosts, servers, operations, scheduler, reconciler,
     async routes(app) {
       registerVersionRoutes(app, (_req: FastifyRequest) => routeDeps.computeUrl());
       await app.register(async (v21) => {
@@ -76,11 +113,18 @@ export function createNovaApi(ctx: ServiceContext, deps: NovaDeps): NovaApi {
         registerAggregateRoutes(v21, routeDeps, aggregates, hosts);
         registerServerGroupRoutes(v21, routeDeps, serverGroups);
         registerHostRoutes(v21, routeDeps, hosts, aggregates);
+        registerServerRoutes(v21, serverRoutes);
+        registerServerActionRoutes(v21, serverRoutes, operations);
+        registerUsageRoutes(v21, routeDeps, db);
       }, { prefix: '/v2.1' });
     },
     async start() {
       await quotas.registerDefaults();
       await flavors.ensureDefaults();
+      reconciler.start();
+    },
+    async stop() {
+      await reconciler.stop();
     },
   };
 }

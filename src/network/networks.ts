@@ -93,7 +93,13 @@ async function freeId(c: Core, type: string, physnet: string, [lo, hi]: [number,
 export async function updateNetwork(c: Core, caller: Caller, id: string, body: Record<string, any>): Promise<Doc> {
   const net = await c.visibleNetwork(caller, id);
   c.enforce(caller, 'update_network', c.target(net));
-  if (PROVIDER.some((k) => body[k] !== undefined)) c.enforce(caller, 'update_network:provider', c.target(net));
+  if (PROVIDER.some((k) => body[k] !== undefined)) {
+    c.enforce(caller, 'update_network:provider', c.target(net));
+    if (PROVIDER.some((k) => body[k] !== undefined && body[k] !== net[k])) {
+      throw invalidInput('Plugin does not support updating the following provider network attributes: ' +
+        PROVIDER.filter((k) => body[k] !== undefined && body[k] !== net[k]).join(', '));
+    }
+  }
   for (const k of ['name', 'description'] as const) if (body[k] !== undefined) net[k] = body[k];
   for (const k of ['admin_state_up', 'port_security_enabled'] as const) {
     if (body[k] !== undefined) net[k] = asBool(body[k], k);

@@ -10,6 +10,8 @@ import { join } from 'node:path';
 import { startTestCloud, type TestCloud } from '../helpers/cloud.js';
 import { guestPids, serveTestImage, testAgent, TEST_IMAGE_ID, until, type TestAgent } from '../helpers/agent.js';
 import { QmpClient } from '../../src/agent/hypervisor/qemu/qmp.js';
+import { QemuDriver } from '../../src/agent/hypervisor/qemu/driver.js';
+import pino from 'pino';
 import type { ComputeService } from '../../src/compute/service.js';
 import type { InstanceRecord } from '../../src/compute/store.js';
 
@@ -106,6 +108,27 @@ test('console output and VNC address come from the host through the agent', asyn
   const vnc = await svc.vncAddress(id);
   assert.ok(vnc && 'unixSocket' in vnc && existsSync(vnc.unixSocket), JSON.stringify(vnc));
   await assert.rejects(svc.consoleOutput('00000000-0000-0000-0000-000000000000'), /could not be found/);
+});
+
+test('driver: a data disk hot-plugs into the running guest and unplugs cleanly', async () => {
+  const drv = new QemuDriver({ instancesDir: join(tc.dataDir, 'agent', 'instances'), accel: 'TCG', log: pino({ level: 'silent' }), cgroups: false });
+  const vol = join(keyDir, 'vol.qcow2');
+  execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', vol, '64M']);
+  const volumeId = 'c0ffee00-1111-4222-8333-444455556666';
+  const blockDevices = async () => until('QMP query-block', async () => {
+    const c = await QmpClient.connect(join(dirOf(id), 'qmp.sock'), 3000);
+    try { return (await c.execute<{ device: string; qdev: string }[]>('query-block')).map((b) => b.qdev); } finally { c.close(); }
+  }, 30_000);
+  const off = consoleSize(id);
+  await drv.attachDisk(id, { id: volumeId, path: vol, format: 'qcow2' });
+  assert.ok((await blockDevices()).some((q) => q.includes('disk-c0ffee00')), 'QEMU has the disk');
+  assert.equal(JSON.parse(readFileSync(join(dirOf(id), 'spec.json'), 'utf8')).disks[0].id, volumeId, 'kept for later boots');
+  await drv.attachDisk(id, { id: volumeId, path: vol, format: 'qcow2' }); // idempotent
+  await new Promise((r) => setTimeout(r, 2000)); // the guest binds the new PCI device
+  await drv.detachDisk(id, volumeId); // waits until the guest has released it (ACPI eject)
+  assert.ok(!(await blockDevices()).some((q) => q.includes('disk-c0ffee00')), 'unplugged');
+  assert.equal(JSON.parse(readFileSync(join(dirOf(id), 'spec.json'), 'utf8')).disks.length, 0);
+  assert.doesNotMatch(consoleSince(id, off), /STRATUS-GUEST: (init|shutdown)/);
 });
 
 test('pause and unpause', async () => {

@@ -78,27 +78,37 @@ test('quotas live in unified limits and are enforced', async () => {
   // openstackclient 6 builds compute and volume clients for `quota set/show` and resolves the
   // project through identity's /v3/projects: when all of that is served the CLI path runs;
   // otherwise the Neutron quota API (what the CLI calls for --networks) is used directly.
-  const set = await tc.openstack(['quota', 'set', '--networks', '2', demoProject]);
-  if (set.code !== 0) {
-    assert.match(set.stderr, /endpoint for (compute|volume)|No (project|domain) with a name or ID/);
-    const r = await api(tc.url, 'PUT', net(`/quotas/${demoProject}`), { token: admin, body: { quota: { network: 2 } } });
-    assert.equal(r.status, 200);
-    assert.equal(r.body.quota.network, 2);
+  const set = await tc.openstack(['quota', 'set', '--networks', '2', 'demo']);
+  try {
+    if (set.code === 0) {
+      const show = await tc.openstackJson(['quota', 'show', 'demo']);
+      assert.equal(show.networks, 2);
+      const list = await tc.openstackJson<any[]>(['quota', 'list', '--network', '--detail', '--project', 'demo']);
+      assert.equal(list.find((r) => r.Resource === 'networks').Limit, 2);
+    } else {
+      assert.match(set.stderr, /endpoint for (compute|volume)|No (project|domain) with a name or ID/);
+      const r = await api(tc.url, 'PUT', net(`/quotas/${demoProject}`), { token: admin, body: { quota: { network: 2 } } });
+      assert.equal(r.status, 200);
+      assert.equal(r.body.quota.network, 2);
+    }
+    assert.equal(await tc.cloud.identity.getLimit({ projectId: demoProject, serviceType: 'network', resourceName: 'network' }), 2);
+    assert.equal((await api(tc.url, 'PUT', net(`/quotas/${demoProject}`), { token: demo, body: { quota: { network: 50 } } })).status, 403);
+    await tc.openstackJson(['network', 'create', 'q1'], { as: 'demo' });
+    await tc.openstackJson(['network', 'create', 'q2'], { as: 'demo' });
+    const over = await tc.openstack(['network', 'create', 'q3'], { as: 'demo' });
+    assert.notEqual(over.code, 0);
+    assert.match(over.stderr, /Quota exceeded for resources: \['network'\]/);
+    assert.equal((await api(tc.url, 'GET', net('/networks?name=q3'), { token: demo })).body.networks.length, 0);
+    const details = await api(tc.url, 'GET', net(`/quotas/${demoProject}/details`), { token: demo });
+    assert.deepEqual(details.body.quota.network, { limit: 2, used: 2, reserved: 0 });
+  } finally {
+    assert.equal((await api(tc.url, 'DELETE', net(`/quotas/${demoProject}`), { token: admin })).status, 204);
   }
-  assert.equal(await tc.cloud.identity.getLimit({ projectId: demoProject, serviceType: 'network', resourceName: 'network' }), 2);
-  assert.equal((await api(tc.url, 'PUT', net(`/quotas/${demoProject}`), { token: demo, body: { quota: { network: 50 } } })).status, 403);
-  await tc.openstackJson(['network', 'create', 'q1'], { as: 'demo' });
-  await tc.openstackJson(['network', 'create', 'q2'], { as: 'demo' });
-  const over = await tc.openstack(['network', 'create', 'q3'], { as: 'demo' });
-  assert.notEqual(over.code, 0);
-  assert.match(over.stderr, /Quota exceeded for resources: \['network'\]/);
-  assert.equal((await api(tc.url, 'GET', net('/networks?name=q3'), { token: demo })).body.networks.length, 0);
-  const details = await api(tc.url, 'GET', net(`/quotas/${demoProject}/details`), { token: demo });
-  assert.deepEqual(details.body.quota.network, { limit: 2, used: 2, reserved: 0 });
-  const list = await tc.openstackJson<any[]>(['quota', 'list', '--network', '--detail', '--project', demoProject]).catch(() => undefined);
-  if (list) assert.equal(list.find((r) => r.Resource === 'network').Limit, 2);
-  assert.equal((await api(tc.url, 'DELETE', net(`/quotas/${demoProject}`), { token: admin })).status, 204);
   assert.equal((await api(tc.url, 'GET', net(`/quotas/${demoProject}`), { token: demo })).body.quota.network, 100);
+  for (const name of ['q1', 'q2']) {
+    const id = (await api(tc.url, 'GET', net(`/networks?name=${name}`), { token: demo })).body.networks[0].id;
+    assert.equal((await api(tc.url, 'DELETE', net(`/networks/${id}`), { token: demo })).status, 204);
+  }
 });
 
 test('bad input: clean 4xx in Neutron form, nothing half-created', async () => {

@@ -23,6 +23,17 @@ export interface InstanceSpec {
   diskGb: number;
   /** Empty: the guest boots with no NIC (`-nic none`). */
   nics: NicSpec[];
+  /** Data disks (volumes), in attach order; hot-plugged into a running guest by attachDisk. */
+  disks?: DiskSpec[];
+}
+
+/** A volume attached to a guest: a file (qcow2/raw) or block device on this host. */
+export interface DiskSpec {
+  /** Volume id: names the QEMU device and is the disk's serial (the guest sees /dev/disk/by-id/virtio-<serial>). */
+  id: string;
+  path: string;
+  format: 'qcow2' | 'raw';
+  readOnly?: boolean;
 }
 
 /** Contents of the config drive (ISO9660 labelled `config-2`, OpenStack layout). */
@@ -107,6 +118,13 @@ export interface HypervisorDriver {
   vncAddress(id: string): Promise<VncAddress | undefined>;
   /** The persisted spec of a guest the driver knows. */
   getSpec(id: string): Promise<InstanceSpec | undefined>;
+  /** Hot-plugs a data disk into a running guest (and keeps it for later boots); a no-op if attached. */
+  attachDisk(id: string, disk: DiskSpec): Promise<void>;
+  /** Unplugs it (the guest must release it: ACPI hot-unplug) and forgets it; a no-op if absent. */
+  detachDisk(id: string, diskId: string): Promise<void>;
+  /** Hot-plugs a NIC (its tap must exist) and keeps it for later boots. */
+  attachNic(id: string, nic: NicSpec): Promise<void>;
+  detachNic(id: string, nicId: string): Promise<void>;
 }
 
 /** Thrown for requests that cannot apply in the guest's current state (e.g. resize while running). */

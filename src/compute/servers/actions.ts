@@ -98,3 +98,19 @@ function toAction(r: Record<string, any>): InstanceAction {
     updatedAt: r.updated_at,
   };
 }
+
+/** Open (unfinished) actions of a server and their open events. */
+export async function openActions(db: Kysely<any>, serverId: string): Promise<{ id: string; action: string }[]> {
+  const rows = await db.selectFrom('compute_instance_actions').select(['id', 'action']).where('server_id', '=', serverId)
+    .where('finish_time', 'is', null).execute();
+  return rows.map((r) => ({ id: r.id as string, action: r.action as string }));
+}
+
+/** Closes every open event of an action with `result`, then the action. */
+export async function closeAction(db: Kysely<any>, actionId: string, result: 'Success' | 'Error', details?: string): Promise<void> {
+  const now = nowIso();
+  await db.updateTable('compute_instance_action_events').set({ result, finish_time: now, details: details ?? null })
+    .where('action_id', '=', actionId).where('finish_time', 'is', null).execute();
+  await db.updateTable('compute_instance_actions').set({ finish_time: now, updated_at: now, message: result === 'Error' ? (details ?? 'Error') : null })
+    .where('id', '=', actionId).execute();
+}

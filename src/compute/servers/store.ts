@@ -25,6 +25,10 @@ export interface ScheduleRequest {
   attempts: number;
   /** An admin's `az:host` forced placement. */
   forcedHost?: string;
+  /** A failed attempt's host whose guest must be gone before placing again. */
+  retryFrom?: string;
+  /** The flavor before the last resize (what revertResize goes back to). */
+  previousFlavor?: FlavorSnapshot;
   imageProperties: Record<string, string>;
 }
 

@@ -3,7 +3,7 @@
 // reasons; `crash(id)` simulates a guest dying behind the agent's back.
 import {
   InvalidStateError, NotFoundError,
-  type BaseImage, type ConfigDriveSpec, type ConsoleChunk, type HypervisorDriver, type InstanceInfo,
+  type BaseImage, type ConfigDriveSpec, type ConsoleChunk, type DiskSpec, type HypervisorDriver, type InstanceInfo, type NicSpec,
   type InstanceSpec, type PowerState, type RebootKind, type SnapshotResult, type VncAddress,
 } from '../driver.js';
 
@@ -116,6 +116,30 @@ export class FakeDriver implements HypervisorDriver {
 
   async getSpec(id: string): Promise<InstanceSpec | undefined> {
     return this.guests.get(id)?.spec;
+  }
+
+  async attachDisk(id: string, disk: DiskSpec): Promise<void> {
+    this.record('attachDisk', id);
+    const g = this.get(id);
+    g.spec.disks = [...(g.spec.disks ?? []).filter((d) => d.id !== disk.id), disk];
+  }
+
+  async detachDisk(id: string, diskId: string): Promise<void> {
+    this.record('detachDisk', id);
+    const g = this.get(id);
+    g.spec.disks = (g.spec.disks ?? []).filter((d) => d.id !== diskId);
+  }
+
+  async attachNic(id: string, nic: NicSpec): Promise<void> {
+    this.record('attachNic', id);
+    const g = this.get(id);
+    g.spec.nics = [...g.spec.nics.filter((n) => n.id !== nic.id), nic];
+  }
+
+  async detachNic(id: string, nicId: string): Promise<void> {
+    this.record('detachNic', id);
+    const g = this.get(id);
+    g.spec.nics = g.spec.nics.filter((n) => n.id !== nicId);
   }
 
   /** The guest dies (QEMU killed, host OOM) without the agent doing anything. */

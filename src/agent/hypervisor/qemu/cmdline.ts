@@ -69,16 +69,29 @@ export function qemuArgs(spec: InstanceSpec, p: GuestPaths, o: CmdlineOptions): 
     // Entropy for the guest (dropbear must not wait for it).
     '-device', 'virtio-rng-pci',
   ];
+  for (const d of spec.disks ?? []) {
+    args.push('-blockdev', `driver=${d.format},node-name=${diskNode(d.id)},file.driver=${d.path.startsWith('/dev/') ? 'host_device' : 'file'},file.filename=${q(d.path)}${d.readOnly ? ',read-only=on' : ''}`,
+      '-device', `virtio-blk-pci,drive=${diskNode(d.id)},id=${diskDevice(d.id)},serial=${serialOf(d.id)}`);
+  }
   if (o.hasConfigDrive) {
     args.push('-drive', `file=${q(p.configDrive)},format=raw,if=virtio,readonly=on`);
   }
   // Networking: one tap per NIC (created by the dataplane); none at all otherwise.
   if (spec.nics.length === 0) args.push('-nic', 'none');
   for (const nic of spec.nics) {
-    args.push('-netdev', `tap,id=net-${q(nic.id)},ifname=${q(nic.tap)},script=no,downscript=no`,
-      '-device', `virtio-net-pci,netdev=net-${q(nic.id)},mac=${nic.mac}${nic.mtu ? `,host_mtu=${nic.mtu}` : ''}`);
+    args.push('-netdev', `tap,id=${netdevId(nic.id)},ifname=${q(nic.tap)},script=no,downscript=no`,
+      '-device', `virtio-net-pci,netdev=${netdevId(nic.id)},id=${nicDevice(nic.id)},mac=${nic.mac}${nic.mtu ? `,host_mtu=${nic.mtu}` : ''}`);
   }
   if (o.incoming) args.push('-incoming', 'defer');
   if (!o.foreground) args.push('-daemonize', '-pidfile', p.pid);
   return args;
 }
+
+// QEMU ids: letters, digits, '-', '.', '_', starting with a letter; node names at most 31 characters.
+const short = (id: string) => id.replace(/[^A-Za-z0-9]/g, '').slice(0, 20);
+export const diskNode = (volumeId: string) => `vol${short(volumeId)}`;
+export const diskDevice = (volumeId: string) => `disk-${short(volumeId)}`;
+/** virtio-blk serials hold 20 bytes; the guest sees /dev/disk/by-id/virtio-<serial>. */
+export const serialOf = (volumeId: string) => volumeId.slice(0, 20);
+export const netdevId = (portId: string) => `net-${short(portId)}`;
+export const nicDevice = (portId: string) => `nic-${short(portId)}`;

@@ -7,7 +7,7 @@ import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, ren
 import type { Logger } from 'pino';
 import {
   InvalidStateError, NotFoundError,
-  type BaseImage, type ConfigDriveSpec, type ConsoleChunk, type HypervisorDriver, type InstanceInfo,
+  type BaseImage, type ConfigDriveSpec, type ConsoleChunk, type DiskSpec, type HypervisorDriver, type InstanceInfo, type NicSpec,
   type InstanceSpec, type PowerState, type RebootKind, type SnapshotResult, type VncAddress,
 } from '../driver.js';
 import { run } from '../../exec.js';
@@ -15,6 +15,7 @@ import { buildConfigDrive } from './configdrive.js';
 import { guestPaths, qemuArgs, type Accelerator, type GuestPaths } from './cmdline.js';
 import { cgroupRoot, guestCgroup, isGuestProcess, launchQemu, readPidFile, removeCgroup, waitGone } from './process.js';
 import { withQmp, type QmpClient } from './qmp.js';
+import { plugDisk, plugNic, unplugDisk, unplugNic } from './hotplug.js';
 
 export interface QemuDriverOptions {
   /** DATA_DIR/agent/instances */
@@ -273,6 +274,30 @@ export class QemuDriver implements HypervisorDriver {
     return this.readSpec(id);
   }
 
+  async attachDisk(id: string, disk: DiskSpec): Promise<void> {
+    await this.hotplug(id, (spec) => {
+      spec.disks = [...(spec.disks ?? []).filter((d) => d.id !== disk.id), disk];
+    }, (c) => plugDisk(c, disk));
+  }
+
+  async detachDisk(id: string, diskId: string): Promise<void> {
+    await this.hotplug(id, (spec) => {
+      spec.disks = (spec.disks ?? []).filter((d) => d.id !== diskId);
+    }, (c) => unplugDisk(c, diskId, 30_000));
+  }
+
+  async attachNic(id: string, nic: NicSpec): Promise<void> {
+    await this.hotplug(id, (spec) => {
+      spec.nics = [...spec.nics.filter((n) => n.id !== nic.id), nic];
+    }, (c) => plugNic(c, nic));
+  }
+
+  async detachNic(id: string, nicId: string): Promise<void> {
+    await this.hotplug(id, (spec) => {
+      spec.nics = spec.nics.filter((n) => n.id !== nicId);
+    }, (c) => unplugNic(c, nicId, 30_000));
+  }
+
   /** Pid of the guest's live QEMU, checked against /proc (never trusts the pid file alone). */
   livePid(id: string): number | undefined {
     const pid = readPidFile(this.paths(id).pid);
@@ -280,6 +305,23 @@ export class QemuDriver implements HypervisorDriver {
   }
 
   // --- internals -----------------------------------------------------------------------------
+
+  /**
+   * Changes the persisted spec and, when the guest runs, the live machine. Attach: plug first,
+   * then record (a failed plug changes nothing). Detach: unplug first, then forget.
+   * A suspended guest cannot change devices (its saved state must match them).
+   */
+  private async hotplug(id: string, edit: (spec: InstanceSpec) => void, live: (c: QmpClient) => Promise<void>): Promise<void> {
+    await this.locked(id, async () => {
+      const p = this.requireGuest(id);
+      if (!this.livePid(id) && existsSync(p.state)) throw new InvalidStateError(`guest ${id} is suspended; resume it before changing its devices`);
+      if (this.livePid(id)) await this.qmp(id, live, 5000);
+      const spec = this.readSpec(id)!;
+      edit(spec);
+      writeAtomic(p.spec, JSON.stringify(spec, null, 2));
+      this.o.log.info({ instance: id, disks: spec.disks?.map((d) => d.id) ?? [], nics: spec.nics.map((n) => n.id) }, 'devices changed');
+    });
+  }
 
   private readSpec(id: string): InstanceSpec | undefined {
     try { return JSON.parse(readFileSync(this.paths(id).spec, 'utf8')) as InstanceSpec; } catch { return undefined; }

@@ -1,0 +1,61 @@
+// What the server layer needs from its neighbours, as narrow interfaces: compute's instance
+// service (desired state for agents), and the image service (or the agents' image source).
+import type { EventEmitter } from 'node:events';
+import type { AuthContext } from '../../core/auth.js';
+
+export interface InstanceLike {
+  id: string;
+  host: string;
+  desiredPower: 'running' | 'shutoff' | 'paused' | 'suspended';
+  deleted: boolean;
+  taskState: string | null;
+  task: { id: string; type: string } | null;
+  generation: number;
+  observedGeneration: number;
+  powerState: 'running' | 'paused' | 'suspended' | 'shutdown' | 'crashed' | null;
+  busy: boolean;
+  fault: { message: string; at: string } | null;
+  lastTaskResult: Record<string, unknown> | null;
+  vcpus: number;
+  ramMb: number;
+  diskGb: number;
+}
+
+export interface InstanceApi {
+  readonly events: EventEmitter;
+  createInstance(input: {
+    id: string; projectId: string; userId?: string; name: string; imageId: string; vcpus: number; ramMb: number; diskGb: number;
+    host: string; keys?: { name: string; publicKey: string }[]; userData?: string; hostname?: string; metadata?: Record<string, string>;
+    power?: 'running' | 'shutoff';
+  }): Promise<InstanceLike>;
+  getInstance(id: string): Promise<InstanceLike | undefined>;
+  listInstances(filter?: { host?: string; projectId?: string }): Promise<InstanceLike[]>;
+  start(id: string): Promise<InstanceLike>;
+  stop(id: string): Promise<InstanceLike>;
+  pause(id: string): Promise<InstanceLike>;
+  unpause(id: string): Promise<InstanceLike>;
+  suspend(id: string): Promise<InstanceLike>;
+  resume(id: string): Promise<InstanceLike>;
+  reboot(id: string, kind: 'soft' | 'hard'): Promise<InstanceLike>;
+  resize(id: string, flavor: { vcpus: number; ramMb: number; diskGb?: number }): Promise<InstanceLike>;
+  snapshot(id: string, opts: { name: string; imageId?: string }): Promise<{ instance: InstanceLike; task: { id: string } }>;
+  deleteInstance(id: string): Promise<InstanceLike>;
+}
+
+export interface ImageInfo {
+  id: string;
+  name: string | null;
+  status: string;
+  minDisk: number;
+  minRam: number;
+  size: number | null;
+  virtualSize: number | null;
+  properties: Record<string, string>;
+}
+
+export interface ImageLookup {
+  getImage(id: string, as: AuthContext | 'system'): Promise<ImageInfo>;
+  /** Snapshots: a queued image, then its data (absent when no image service is wired in). */
+  createImage?(as: AuthContext | 'system', meta: Record<string, unknown>): Promise<{ id: string }>;
+  uploadImageData?(id: string, as: AuthContext | 'system', data: { path: string }): Promise<unknown>;
+}
