@@ -15,6 +15,7 @@ import { imageServiceSource } from './compute/image-bridge.js';
 import { createPlacement, type PlacementModule } from './placement/index.js';
 import { createCompute, type ComputeModule } from './compute/index.js';
 import { createNetAgent, type NetAgentModule } from './netagent/index.js';
+import { serverNetworking } from './netagent/server-networking.js';
 import { writeClientConfig, type BootstrapCredentials } from './cli/clientconfig.js';
 
 export interface Cloud {
@@ -60,6 +61,7 @@ export async function startCloud(cfg: StratusConfig, opts: StartOptions = {}): P
   compute.setImageApi(image);
   compute.setImageSource(imageServiceSource(image, compute.images));
   const netagent = createNetAgent(ctx, { network, compute });
+  compute.nova.setNetworking(serverNetworking(network));
   const modules: ServiceModule[] = [identity, image, network, placement, compute, netagent];
 
   const applied = await migrate(db, Object.fromEntries(modules.map((m) => [m.name, m.migrations])));
