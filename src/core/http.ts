@@ -1,5 +1,6 @@
 // HTTP plumbing shared by every service: one Fastify listener, request ids, metrics, error bodies.
 import Fastify, {
+  LogController,
   type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest,
   type RawReplyDefaultExpression, type RawRequestDefaultExpression, type RawServerDefault,
 } from 'fastify';
@@ -31,10 +32,9 @@ export function createHttpApp(opts: HttpOptions): App {
       const given = req.headers[REQUEST_ID_HEADER];
       return typeof given === 'string' && VALID_REQUEST_ID.test(given) ? given : requestId();
     },
-    requestIdLogLabel: 'request_id',
-    disableRequestLogging: true,
-    ignoreTrailingSlash: true,
-    caseSensitive: true,
+    // One line per request is logged by the onResponse hook below, with the request id.
+    logController: new LogController({ requestIdLogLabel: 'request_id', disableRequestLogging: true }),
+    routerOptions: { ignoreTrailingSlash: true, caseSensitive: true },
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
 

@@ -50,7 +50,8 @@ test('up starts the local agent, which registers its host; down stops it', async
   assert.equal(typeof (host as { revision: number }).revision, 'number');
   const agentPid = Number(readFileSync(join(dir, 'agent', 'agent.pid'), 'utf8'));
   assert.ok(isAlive(agentPid));
-  assert.match(readFileSync(join(dir, 'agent.log'), 'utf8'), /registered with the controller/);
+  // The desired-state endpoint answers before registration completes (the KVM probe runs first).
+  await until('agent registered', () => /registered with the controller/.test(readFileSync(join(dir, 'agent.log'), 'utf8')), 90_000);
 
   const down = await stratus(['down', '--data-dir', dir]);
   assert.equal(down.code, 0, down.out);

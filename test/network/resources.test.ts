@@ -24,6 +24,10 @@ test('version discovery, resources and extensions', async () => {
   const ext = await api(tc.url, 'GET', net('/extensions'), { token });
   const aliases = ext.body.extensions.map((e: { alias: string }) => e.alias);
   for (const a of ['router', 'external-net', 'security-group', 'quotas', 'rbac-policies', 'binding', 'extraroute']) assert.ok(aliases.includes(a), a);
+  assert.equal((await api(tc.url, 'GET', net('/extensions/router'), { token })).body.extension.alias, 'router');
+  const missing = await api(tc.url, 'GET', net('/extensions/subnet_allocation'), { token });
+  assert.equal(missing.status, 404);
+  assert.equal(missing.body.NeutronError.type, 'ExtensionNotFound');
   assert.equal((await api(tc.url, 'GET', net('/networks'))).status, 401);
   const catalog = await tc.openstackJson<Array<{ Type: string; Endpoints: Array<{ url: string }> }>>(['catalog', 'list']);
   assert.equal(catalog.find((c) => c.Type === 'network')!.Endpoints[0]!.url, `${tc.url}/network`);

@@ -79,9 +79,16 @@ export function registerServerActionRoutes(app: App, d: ServerRouteDeps, ops: Se
         return { code: 202, headers: { Location: location }, body: atLeast(req, 45) ? { image_id: imageId } : undefined };
       },
       forceDelete: async () => { check('os_compute_api:os-deferred-delete:force'); await d.servers.delete(c, id); return { code: 202 }; },
-      'os-getConsoleOutput': async () => {
+      'os-getConsoleOutput': async (a) => {
         check('os_compute_api:os-console-output');
-        throw notImplemented('Console output is not available yet: the host agent does not serve console logs to the controller.');
+        const raw = obj(a).length;
+        let lines: number | null = null;
+        if (raw !== undefined && raw !== null) {
+          const n = typeof raw === 'string' && /^-?\d+$/.test(raw) ? Number(raw) : raw;
+          if (typeof n !== 'number' || !Number.isInteger(n) || n < -1) throw badRequest('Invalid input for field/attribute length. Value must be an integer >= -1.');
+          lines = n === -1 ? null : n;
+        }
+        return { code: 200, body: { output: await ops.consoleOutput(c, id, lines) } };
       },
       migrate: async () => { check('os_compute_api:os-migrate-server:migrate'); throw notImplemented('Cold migration is not supported yet.'); },
       'os-migrateLive': async () => { check('os_compute_api:os-migrate-server:migrate_live'); throw notImplemented('Live migration is not supported yet.'); },

@@ -159,6 +159,17 @@ export class ServerOperations {
     return img.id;
   }
 
+  /** The last `lines` lines (all when null) of the guest's serial console, up to 1 MiB. */
+  async consoleOutput(c: Caller, id: string, lines: number | null): Promise<string> {
+    const s = await this.servers.get(c, id);
+    if (s.vmState === 'building' || s.vmState === 'error' || !s.host) throw conflict(`Instance ${id} is not ready: it has no console yet.`);
+    const { text } = await this.d.instances.consoleOutput(id, { offset: -1024 * 1024, maxBytes: 1024 * 1024 });
+    if (lines === null) return text;
+    const all = text.split('\n');
+    if (all[all.length - 1] === '') all.pop();
+    return all.slice(Math.max(0, all.length - lines)).join('\n') + (all.length && lines > 0 ? '\n' : '');
+  }
+
   /** A built server, not locked against the caller, with no operation in progress. */
   private async built(c: Caller, id: string, op: string): Promise<ServerRecord> {
     const s = await this.servers.get(c, id);

@@ -41,6 +41,8 @@ export interface InstanceApi {
   resize(id: string, flavor: { vcpus: number; ramMb: number; diskGb?: number }): Promise<InstanceLike>;
   snapshot(id: string, opts: { name: string; imageId?: string }): Promise<{ instance: InstanceLike; task: { id: string } }>;
   deleteInstance(id: string): Promise<InstanceLike>;
+  /** Serial console bytes read by the host's agent (negative offset: the last -offset bytes). */
+  consoleOutput(id: string, opts: { offset?: number; maxBytes?: number }): Promise<{ text: string; next: number; size: number }>;
 }
 
 export interface ImageInfo {

@@ -2,7 +2,7 @@
 // extra routes, quotas, extensions and version discovery.
 import type { FastifyRequest } from 'fastify';
 import { authenticate, authOf, isAdmin } from '../../core/auth.js';
-import { neutronError } from '../../core/errors.js';
+import { neutronError, notFound } from '../../core/errors.js';
 import { useErrorStyle, type App } from '../../core/http.js';
 import type { PolicyEngine } from '../../core/policy.js';
 import type { TokenValidator } from '../../core/auth.js';
@@ -112,7 +112,7 @@ export async function networkRoutes(app: App, d: Deps): Promise<void> {
     v2.get('/extensions', async () => ({ extensions: EXTENSIONS }));
     v2.get('/extensions/:alias', async (req) => {
       const ext = EXTENSIONS.find((e) => e.alias === (req.params as { alias: string }).alias);
-      if (!ext) throw Object.assign(new Error(), { statusCode: 404 });
+      if (!ext) throw notFound(`Extension with alias ${(req.params as { alias: string }).alias} does not exist`, 'ExtensionNotFound');
       return { extension: ext };
     });
 
