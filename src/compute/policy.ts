@@ -90,6 +90,8 @@ export const COMPUTE_POLICY: Record<string, string> = {
   'os_compute_api:os-lock-server:unlock:unlock_override': ADMIN,
   'os_compute_api:os-deferred-delete:force': MEMBER,
   'os_compute_api:os-console-output': MEMBER,
+  'os_compute_api:os-security-groups:add': MEMBER,
+  'os_compute_api:os-security-groups:remove': MEMBER,
   'os_compute_api:os-remote-consoles': MEMBER,
   'os_compute_api:os-migrate-server:migrate': ADMIN,
   'os_compute_api:os-migrate-server:migrate_live': ADMIN,

@@ -70,6 +70,17 @@ export function serverNetworking(network: NetworkModule): ServerNetworking {
       }
     },
 
+    async setSecurityGroup(projectId, serverId, group, add) {
+      const id = await svc.resolveSecurityGroup(projectId, group).catch(() => { throw badRequest(`Security group ${group} not found for project ${projectId}.`); });
+      const ports = (await svc.serverPorts(serverId)).filter((p) => String(p.device_owner).startsWith('compute:'));
+      if (!add && !ports.some((p) => (p.security_groups as string[]).includes(id))) throw badRequest(`Security group ${group} not assigned to the instance ${serverId}.`);
+      for (const p of ports) {
+        const cur = p.security_groups as string[];
+        const next = add ? [...new Set([...cur, id])] : cur.filter((g) => g !== id);
+        if (next.length !== cur.length || next.some((g, i) => g !== cur[i])) await svc.setPortSecurityGroups(projectId, p.id, next);
+      }
+    },
+
     async addresses(serverId) {
       const ports = (await svc.serverPorts(serverId)).filter((p) => String(p.device_owner).startsWith('compute:'));
       if (!ports.length) return {};

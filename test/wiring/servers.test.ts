@@ -23,7 +23,7 @@ after(async () => {
   await tc?.stop();
 });
 
-test('server create --network / auto make bound ports; addresses from ports and floating IPs; delete releases ports', async () => {
+test('server create --network / auto make bound ports; add/remove security group; addresses from ports and floating IPs; delete releases ports', async () => {
   const img = join(tc.dataDir, 'tiny.img');
   writeFileSync(img, Buffer.alloc(64 * 1024));
   await tc.openstackJson(['image', 'create', '--file', img, '--disk-format', 'raw', '--container-format', 'bare', 'tiny'], as);
@@ -47,6 +47,13 @@ test('server create --network / auto make bound ports; addresses from ports and 
   // The agent's desired state carries the NIC with the port's MAC and tap name.
   const inst = await tc.cloud.compute.service.getInstance(s1.id);
   assert.deepEqual(inst?.nics.map((n) => [n.id, n.mac, n.tap]), [[port.id, port.mac_address, `tap${port.id.slice(0, 11)}`]]);
+
+  // Security groups on the server's ports (compute actions addSecurityGroup / removeSecurityGroup).
+  const web = await tc.openstackJson(['security', 'group', 'create', 'web'], as);
+  assert.equal((await tc.openstack(['server', 'add', 'security', 'group', 's1', 'web'], as)).code, 0);
+  assert.ok((await tc.openstackJson(['port', 'show', port.id], as)).security_group_ids.includes(web.id));
+  assert.equal((await tc.openstack(['server', 'remove', 'security', 'group', 's1', 'web'], as)).code, 0);
+  assert.ok(!(await tc.openstackJson(['port', 'show', port.id], as)).security_group_ids.includes(web.id));
 
   // Floating IP through the CLI (it goes through the network API by the server's port).
   const fip = (await tc.openstackJson(['floating', 'ip', 'create', 'public'], as)).floating_ip_address;

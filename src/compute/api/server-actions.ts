@@ -28,6 +28,15 @@ export function registerServerActionRoutes(app: App, d: ServerRouteDeps, ops: Se
     const power = (rule: string, op: Parameters<ServerOperations['power']>[2]): Handler => async () => {
       check(rule); await ops.power(c, id, op); return { code: 202 };
     };
+    const sg = async (a: unknown, add: boolean) => {
+      check(`os_compute_api:os-security-groups:${add ? 'add' : 'remove'}`);
+      const group = obj(a).name;
+      if (typeof group !== 'string' || !group) throw badRequest("Invalid input for field/attribute name. 'name' is a required property");
+      const net = d.network?.();
+      if (!net) throw badRequest('Security groups need the networking service, which this cloud does not run.');
+      await net.setSecurityGroup(s.projectId, id, group, add);
+      return { code: 202 };
+    };
     const handlers: Record<string, Handler> = {
       'os-start': power('os_compute_api:servers:start', 'start'),
       'os-stop': power('os_compute_api:servers:stop', 'stop'),
@@ -79,6 +88,8 @@ export function registerServerActionRoutes(app: App, d: ServerRouteDeps, ops: Se
         return { code: 202, headers: { Location: location }, body: atLeast(req, 45) ? { image_id: imageId } : undefined };
       },
       forceDelete: async () => { check('os_compute_api:os-deferred-delete:force'); await d.servers.delete(c, id); return { code: 202 }; },
+      addSecurityGroup: async (a) => sg(a, true),
+      removeSecurityGroup: async (a) => sg(a, false),
       'os-getConsoleOutput': async (a) => {
         check('os_compute_api:os-console-output');
         const raw = obj(a).length;

@@ -24,6 +24,8 @@ export interface ServerNetworking {
   plug(s: { id: string; projectId: string; host: string; availabilityZone: string | null; nics: RequestedNic[]; securityGroups?: string[] }): Promise<ServerNic[]>;
   /** Deletes the ports made for the server and detaches the ones the user brought. */
   release(serverId: string): Promise<void>;
+  /** `server add/remove security group`: on every port of the server (name or id). */
+  setSecurityGroup(projectId: string, serverId: string, group: string, add: boolean): Promise<void>;
   /** Nova's `addresses`: network name → [{addr, version, OS-EXT-IPS:type, OS-EXT-IPS-MAC:mac_addr}]. */
   addresses(serverId: string): Promise<Record<string, unknown[]>>;
 }
