@@ -2,17 +2,17 @@
 // `openstack` CLI) → the network service's desired host state → a real `stratus agent` (long poll,
 // converge, port status, metadata relay) → guests that take the API's fixed IPs by DHCP, read their
 // key and user data from the metadata service, reach each other, the external network through
-// SNAT, and are reached by `stratus ssh` via a floating IP. Instances are created through the
-// compute service's in-process desired-state interface with ports from the network service (the
-// Nova servers API lands separately), which is exactly what the servers API calls.
+// SNAT, and are reached by `stratus ssh` via a floating IP. One server is made with the real
+// `openstack server create --network`; the other through compute's in-process desired-state
+// interface with a port from the network service (what the servers API does underneath).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { startTestCloud, type TestCloud } from '../helpers/cloud.js';
-import { guestPids, serveTestImage, testAgent, TEST_IMAGE_ID, until, type TestAgent } from '../helpers/agent.js';
+import { guestPids, testAgent, TEST_IMAGE, until, type TestAgent } from '../helpers/agent.js';
 import { parseGuestMarkers } from '../../src/agent/guest-image/markers.js';
 import { tapNameFor } from '../../src/agent/dataplane/model.js';
 import { signRequester } from '../../src/agent/dataplane/metadata-contract.js';
@@ -42,6 +42,7 @@ let routerId = '';
 let netId = '';
 let gatewayIp = '';
 let fip = '';
+let imageId = '';
 let sshRuleId = '';
 
 /** A server as the Nova API makes it: a port on the network bound to the host, then the instance with that NIC. */
@@ -49,7 +50,7 @@ async function boot(name: string, projectId: string, userData: string): Promise<
   const id = crypto.randomUUID();
   const port = await tc.cloud.network.service.createServerPort({ projectId, serverId: id, networkId: netId, hostId: agent.host });
   await tc.cloud.compute.service.createInstance({
-    id, projectId, name, imageId: TEST_IMAGE_ID, vcpus: 1, ramMb: 256, diskGb: 0, host: agent.host,
+    id, projectId, name, imageId, vcpus: 1, ramMb: 256, diskGb: 0, host: agent.host,
     keys: [{ name: 'k', publicKey: readFileSync(`${key()}.pub`, 'utf8').trim() }], userData,
     nics: [{ id: port.id, mac: port.mac_address, tap: tapNameFor(port.id), mtu: 1450 }],
   });
@@ -58,12 +59,12 @@ async function boot(name: string, projectId: string, userData: string): Promise<
 
 before(async () => {
   rootRoutes = (await sh('ip', ['-4', 'route', 'show'])).stdout;
-  tc = await startTestCloud();
-  serveTestImage(tc);
+  tc = await startTestCloud({ image: { bootstrapImage: TEST_IMAGE } } as never);
   agent = testAgent(tc);
   await agent.start();
   await until('network agent', () => agent.log().includes('network agent registered'), 60_000);
   await sh('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key()]);
+  imageId = (await tc.openstackJson(['image', 'show', 'stratus-test'])).id;
   // Something on the external network that tells who connected (seen after SNAT).
   const provider = readLayout(tc.dataDir).providerNetns;
   await until('provider namespace', async () => (await sh('ip', ['-n', provider, 'addr', 'show'])).stdout.includes('203.0.113.1/24'), 60_000);
@@ -93,7 +94,16 @@ test('two guests on a tenant network: API fixed IPs by DHCP, ping each other, SN
   gatewayIp = gw.external_gateway_info.external_fixed_ips[0].ip_address;
   sshRuleId = (await tc.openstackJson(['security', 'group', 'rule', 'create', '--protocol', 'tcp', '--dst-port', '22', 'default'], as)).id;
 
-  const a = await boot('guest-a', demo.id, '#!/bin/sh\necho wiring-marker > /tmp/ud-marker\n');
+  // a through the Nova API (the real CLI): its port is made and bound by the build.
+  const ud = join(tc.dataDir, 'ud-a.sh');
+  writeFileSync(ud, '#!/bin/sh\necho wiring-marker > /tmp/ud-marker\n');
+  assert.equal((await tc.openstack(['keypair', 'create', '--public-key', `${key()}.pub`, 'k'], as)).code, 0);
+  const created = await tc.openstackJson(['server', 'create', '--image', 'stratus-test', '--flavor', 'm1.nano', '--network', 'net-a',
+    '--key-name', 'k', '--user-data', ud, '--wait', 'guest-a'], as);
+  assert.equal(created.status, 'ACTIVE');
+  const aPort = (await tc.openstackJson(['port', 'list', '--server', created.id], as))[0];
+  const a: Guest = { id: created.id, portId: aPort.ID, ip: aPort['Fixed IP Addresses'][0].ip_address };
+  assert.match(JSON.stringify((await tc.openstackJson(['server', 'show', 'guest-a'], as)).addresses), new RegExp(a.ip.replace(/\./g, '\\.')));
   // b has no floating IP: what it fetches from the external network shows the router's SNAT address.
   const b = await boot('guest-b', demo.id, '#!/bin/sh\necho "SNAT-SEEN $(nc -w 3 203.0.113.1 8000 </dev/null)"\n');
   guests.push(a, b);
@@ -177,10 +187,11 @@ test('agent restart converges (stale namespace removed); server and network dele
   await until('stale namespace removed', async () => !(await sh('ip', ['netns', 'list'])).stdout.includes(stale), 60_000);
 
   const as = { as: 'demo' as const };
-  for (const g of guests) {
-    await tc.cloud.compute.service.deleteInstance(g.id);
-    await tc.cloud.network.service.deleteServerPort(g.portId);
-  }
+  // a through the API (its ports are released by the delete), b as it was made.
+  assert.equal((await tc.openstack(['server', 'delete', '--wait', 'guest-a'], as)).code, 0);
+  assert.deepEqual(await tc.openstackJson(['port', 'list', '--device-id', guests[0]!.id], as), [], 'server delete released its port');
+  await tc.cloud.compute.service.deleteInstance(guests[1]!.id);
+  await tc.cloud.network.service.deleteServerPort(guests[1]!.portId);
   await until('guests gone', () => guestPids(tc.dataDir).length === 0, 120_000);
   assert.equal((await tc.openstack(['floating', 'ip', 'delete', fip], as)).code, 0);
   assert.equal((await tc.openstack(['router', 'remove', 'subnet', 'r1', 'sub-a'], as)).code, 0);
