@@ -90,6 +90,15 @@ test('create → ACTIVE on a host; list, show (admin attributes), update, projec
   assert.equal(demoView.status, 403);
   const adminAll = await api(tc.url, 'GET', `${V}/servers/detail?all_tenants=1&name=^web`, { token: admin });
   assert.equal(adminAll.body.servers.length, 1);
+
+  // usage per project over a period (os-simple-tenant-usage), through the CLI
+  const usage = await tc.openstackJson<any[]>(['usage', 'list']);
+  assert.equal(usage.length, 1);
+  assert.equal(usage[0].Servers.length, 1);
+  assert.ok(usage[0]['CPU Hours'] < 0.1, 'a server a few seconds old used minutes, not hours');
+  const mine = await tc.openstackJson(['usage', 'show']);
+  assert.equal(mine.Servers.length ?? mine.Servers, 1);
+  assert.equal((await api(tc.url, 'GET', `${V}/os-simple-tenant-usage`, { token: demo })).status, 403);
 });
 
 test('power actions, lock, tags, instance actions (CLI)', async () => {
