@@ -91,6 +91,7 @@ export const COMPUTE_POLICY: Record<string, string> = {
   'os_compute_api:os-deferred-delete:force': MEMBER,
   'os_compute_api:os-console-output': MEMBER,
   'os_compute_api:os-security-groups:add': MEMBER,
+  'os_compute_api:os-security-groups:get': MEMBER,
   'os_compute_api:os-security-groups:remove': MEMBER,
   'os_compute_api:os-remote-consoles': MEMBER,
   'os_compute_api:os-migrate-server:migrate': ADMIN,

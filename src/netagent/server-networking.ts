@@ -81,6 +81,12 @@ export function serverNetworking(network: NetworkModule): ServerNetworking {
       }
     },
 
+    async securityGroups(projectId) {
+      await svc.resolveSecurityGroup(projectId, 'default').catch(() => undefined); // makes the default group
+      return (await store.find('security_group')).filter((g) => g.project_id === projectId)
+        .map((g) => ({ id: g.id, name: String(g.name), description: String(g.description ?? ''), tenant_id: g.project_id, rules: [] }));
+    },
+
     async addresses(serverId) {
       const ports = (await svc.serverPorts(serverId)).filter((p) => String(p.device_owner).startsWith('compute:'));
       if (!ports.length) return {};

@@ -1,5 +1,6 @@
 // POST /servers/{id}/action, server metadata, tags and os-instance-actions.
 import { Type } from '@sinclair/typebox';
+import type { FastifyRequest } from 'fastify';
 import type { App } from '../../core/http.js';
 import { badRequest, notFound, notImplemented } from '../../core/errors.js';
 import type { ServerOperations } from '../servers/operations.js';
@@ -15,6 +16,20 @@ const Meta = Type.Record(Type.String({ minLength: 1, maxLength: 255 }), Type.Str
 type Handler = (arg: any) => Promise<{ code: number; body?: unknown; headers?: Record<string, string> }>;
 
 export function registerServerActionRoutes(app: App, d: ServerRouteDeps, ops: ServerOperations): void {
+  // Nova's os-security-groups proxy, read-only: `openstack server add security group` finds the group here.
+  const groups = async (req: FastifyRequest) => {
+    const c = callerOf(req);
+    allow(d, req, 'os_compute_api:os-security-groups:get', { project_id: c.projectId });
+    const net = d.network?.();
+    if (!net) throw notFound('The networking service is not running.');
+    return net.securityGroups(c.projectId);
+  };
+  app.get('/os-security-groups', async (req) => ({ security_groups: await groups(req) }));
+  app.get('/os-security-groups/:id', { schema: { params: IdParams } }, async (req) => {
+    const g = (await groups(req)).find((x) => x.id === req.params.id || x.name === req.params.id);
+    if (!g) throw notFound(`Security group ${req.params.id} not found.`);
+    return { security_group: g };
+  });
   app.post('/servers/:id/action', { schema: { params: IdParams, body: Type.Record(Type.String(), Type.Unknown(), { minProperties: 1, maxProperties: 1 }) } }, async (req, reply) => {
     const c = callerOf(req);
     const id = req.params.id;

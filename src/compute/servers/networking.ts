@@ -26,6 +26,8 @@ export interface ServerNetworking {
   release(serverId: string): Promise<void>;
   /** `server add/remove security group`: on every port of the server (name or id). */
   setSecurityGroup(projectId: string, serverId: string, group: string, add: boolean): Promise<void>;
+  /** The project's security groups as Nova's os-security-groups proxy shows them (the CLI resolves names there). */
+  securityGroups(projectId: string): Promise<{ id: string; name: string; description: string; tenant_id: string; rules: unknown[] }[]>;
   /** Nova's `addresses`: network name → [{addr, version, OS-EXT-IPS:type, OS-EXT-IPS-MAC:mac_addr}]. */
   addresses(serverId: string): Promise<Record<string, unknown[]>>;
 }
