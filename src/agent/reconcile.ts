@@ -25,6 +25,8 @@ export interface ReconcilerOptions {
   /** Attempts of one generation before it is given up with a fault. */
   maxAttempts?: number;
   retryDelayMs?: number;
+  /** Called after each converge that reached its power state (the data plane plugs new taps). */
+  afterConverge?: (id: string) => void;
 }
 
 interface InstanceRecordOnDisk {
@@ -138,7 +140,9 @@ export class Reconciler {
       if (!info || !(await driver.getSpec(d.id))) {
         log.info({ image: d.imageId }, 'spawning');
         const image = await this.o.ensureImage(d.imageId);
-        await driver.spawn(specOf(d), image, d.configDrive, { start: false });
+        // With NICs the guest reads the metadata service (169.254.169.254) instead of a config drive.
+        const drive = d.nics.length && !d.forceConfigDrive ? undefined : d.configDrive;
+        await driver.spawn(specOf(d), image, drive, { start: false });
         info = await driver.getInfo(d.id);
       }
       await this.applyFlavor(d, info!, log);
@@ -148,6 +152,7 @@ export class Reconciler {
         this.save(d.id, rec);
       }
       await this.convergePower(d.id, d.power, log);
+      this.o.afterConverge?.(d.id);
       await this.applyFlavor(d, (await driver.getInfo(d.id))!, log);
       rec.appliedGeneration = d.generation;
       rec.fault = null;

@@ -27,6 +27,7 @@ export interface InstanceApi {
     id: string; projectId: string; userId?: string; name: string; imageId: string; vcpus: number; ramMb: number; diskGb: number;
     host: string; keys?: { name: string; publicKey: string }[]; userData?: string; hostname?: string; metadata?: Record<string, string>;
     power?: 'running' | 'shutoff';
+    nics?: { id: string; mac: string; tap: string; mtu?: number }[];
   }): Promise<InstanceLike>;
   getInstance(id: string): Promise<InstanceLike | undefined>;
   listInstances(filter?: { host?: string; projectId?: string }): Promise<InstanceLike[]>;
