@@ -12,7 +12,7 @@ import { hostFacts, hostLoad } from './hostinfo.js';
 import { ImageCache } from './images.js';
 import { chooseAccelerator, type ProbeResult } from './hypervisor/qemu/accel.js';
 import { QemuDriver } from './hypervisor/qemu/driver.js';
-import { isAlive } from './hypervisor/qemu/process.js';
+import { isAlive } from '../core/process.js';
 import { Reconciler, markResumeOnStart } from './reconcile.js';
 import { NetAgent, networkLayout, type NetworkLayout } from './netagent.js';
 import type { AgentCall, CallResult } from '../compute/agent-protocol.js';

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { defaultDataDir, loadConfig, parseListen, type StratusConfig } from '../core/config.js';
 import { readClientConfig } from './clientconfig.js';
+import { isAlive } from '../core/process.js';
 import { execExternal, sshCommand } from './netcommands.js';
 
 type Flags = Record<string, string | boolean | undefined>;
@@ -30,15 +31,6 @@ function readPid(dir: string): number | undefined {
     return pid > 0 ? pid : undefined;
   } catch {
     return undefined;
-  }
-}
-
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

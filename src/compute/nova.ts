@@ -76,7 +76,7 @@ export interface NovaApi {
 export function createNovaApi(ctx: ServiceContext, deps: NovaDeps): NovaApi {
   registerComputePolicy(ctx.policy);
   const db = ctx.db.kysely;
-  const quotas = new QuotaService(db, ctx.db.engine, deps.identity, ctx.cfg.regionId);
+  const quotas = new QuotaService(db, ctx.db.engine, deps.identity);
   const flavors = new FlavorService(db);
   const keypairs = new KeypairService(db, quotas);
   const hosts = new HostDirectory(db, deps.hosts);

@@ -7,7 +7,7 @@ import { createServer } from 'node:net';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { until } from '../helpers/agent.js';
-import { isAlive } from '../../src/agent/hypervisor/qemu/process.js';
+import { isAlive } from '../../src/core/process.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'stratus-cli-agent-'));
 const BIN = join(process.cwd(), 'bin', 'stratus');

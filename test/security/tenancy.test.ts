@@ -7,8 +7,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { api, startTestCloud, type TestCloud } from '../helpers/cloud.js';
-import { hexId, nowIso } from '../../src/core/ids.js';
-import { hashPassword } from '../../src/identity/passwords.js';
+import { hexId } from '../../src/core/ids.js';
 
 let tc: TestCloud;
 let admin: string;
@@ -16,6 +15,8 @@ let demo: string;
 let eve: string;
 let demoProject: string;
 let eveProject: string;
+let eveUser: string;
+let demoUser: string;
 const V3 = '/identity/v3';
 
 async function token(user: string, password: string, project: string): Promise<string> {
@@ -27,22 +28,16 @@ async function token(user: string, password: string, project: string): Promise<s
   return r.headers.get('x-subject-token')!;
 }
 
-/** A third project and member user. Seeded in identity's tables: identity serves no /v3/users yet. */
-async function seedEve(): Promise<string> {
-  const db = tc.cloud.db.kysely;
-  const projectId = hexId();
-  const userId = hexId();
+/** A third project and a member user in it, made through the identity API as admin. */
+async function makeEve(): Promise<string> {
   const password = 'eve-secret-password';
-  await db.insertInto('identity_projects').values({
-    id: projectId, name: 'eve', domain_id: 'default', parent_id: null, description: '', enabled: 1, tags: '[]', extra: '{}', created_at: nowIso(),
-  }).execute();
-  await db.insertInto('identity_users').values({
-    id: userId, name: 'eve', domain_id: 'default', enabled: 1, password_hash: await hashPassword(password),
-    password_created_at: nowIso(), password_expires_at: null, default_project_id: projectId, description: '',
-    email: null, options: '{}', extra: '{}', failed_auth_count: 0, failed_auth_at: null, last_active_at: null, created_at: nowIso(),
-  }).execute();
-  const member = await db.selectFrom('identity_roles').select('id').where('name', '=', 'member').executeTakeFirstOrThrow();
-  await db.insertInto('identity_assignments').values({ type: 'UserProject', actor_id: userId, target_id: projectId, role_id: member.id, inherited: 0 }).execute();
+  const p = await call(admin, 'POST', `${V3}/projects`, { project: { name: 'eve', domain_id: 'default' } });
+  expect(p, 201, 'create project eve');
+  const u = await call(admin, 'POST', `${V3}/users`, { user: { name: 'eve', domain_id: 'default', password, default_project_id: p.body.project.id } });
+  expect(u, 201, 'create user eve');
+  eveUser = u.body.user.id;
+  const member = (await call(admin, 'GET', `${V3}/roles?name=member`)).body.roles[0].id;
+  expect(await call(admin, 'PUT', `${V3}/projects/${p.body.project.id}/users/${eveUser}/roles/${member}`), 204, 'grant eve member');
   return password;
 }
 
@@ -50,9 +45,10 @@ before(async () => {
   tc = await startTestCloud();
   admin = await token('admin', tc.adminPassword, 'admin');
   demo = await token('demo', tc.demoPassword, 'demo');
-  eve = await token('eve', await seedEve(), 'eve');
+  eve = await token('eve', await makeEve(), 'eve');
   demoProject = (await tc.cloud.identity.findProject('demo'))!.id;
   eveProject = (await tc.cloud.identity.findProject('eve'))!.id;
+  demoUser = (await call(demo, 'GET', `${V3}/auth/tokens`, undefined, { 'X-Subject-Token': demo })).body.token.user.id;
 });
 after(async () => { await tc?.stop(); });
 
@@ -104,6 +100,62 @@ test('identity: a member cannot read or revoke another user\'s token', async () 
   expect(r, 401, 'eve rescopes to demo');
   const projects = await call(eve, 'GET', `${V3}/auth/projects`);
   assert.deepEqual(projects.body.projects.map((p: any) => p.name), ['eve']);
+});
+
+test('identity: a member cannot manage users, projects, roles or others\' credentials', async () => {
+  const roles = (await call(admin, 'GET', `${V3}/roles`)).body.roles as Array<{ id: string; name: string }>;
+  const adminRole = roles.find((r) => r.name === 'admin')!.id;
+  const denied: Array<[string, string, unknown?]> = [
+    ['POST', '/users', { user: { name: 'mallory', domain_id: 'default', password: 'x' } }],
+    ['GET', '/users'], ['GET', `/users/${demoUser}`], ['PATCH', `/users/${demoUser}`, { user: { enabled: false } }],
+    ['DELETE', `/users/${demoUser}`], ['POST', `/users/${demoUser}/password`, { user: { password: 'a', original_password: 'b' } }],
+    ['PATCH', `/users/${eveUser}`, { user: { default_project_id: demoProject } }],
+    ['POST', '/projects', { project: { name: 'mine', domain_id: 'default' } }], ['GET', '/projects'],
+    ['GET', `/projects/${demoProject}`], ['PATCH', `/projects/${eveProject}`, { project: { name: 'renamed' } }],
+    ['DELETE', `/projects/${demoProject}`], ['PUT', `/projects/${eveProject}/tags/x`],
+    ['PUT', `/projects/${eveProject}/users/${eveUser}/roles/${adminRole}`],
+    ['PUT', `/projects/${demoProject}/users/${eveUser}/roles/${adminRole}`],
+    ['PUT', `/domains/default/users/${eveUser}/roles/${adminRole}`],
+    ['PUT', `/system/users/${eveUser}/roles/${adminRole}`],
+    ['GET', `/projects/${demoProject}/users/${demoUser}/roles`],
+    ['POST', '/roles', { role: { name: 'superuser' } }], ['DELETE', `/roles/${adminRole}`],
+    ['POST', '/domains', { domain: { name: 'evil' } }], ['PATCH', '/domains/default', { domain: { enabled: false } }],
+    ['GET', '/role_assignments'], [`GET`, `/role_assignments?user.id=${demoUser}`],
+    ['POST', '/groups', { group: { name: 'g' } }],
+    ['GET', '/endpoints'], ['POST', '/services', { service: { type: 'x', name: 'x' } }],
+    ['POST', '/limits', { limits: [{ service_id: 'x', project_id: eveProject, resource_name: 'x', resource_limit: 1 }] }],
+    ['GET', `/users/${demoUser}/application_credentials`],
+    ['POST', `/users/${demoUser}/application_credentials`, { application_credential: { name: 'steal' } }],
+    ['GET', `/users/${demoUser}/credentials/OS-EC2`],
+    ['POST', `/users/${demoUser}/credentials/OS-EC2`, { tenant_id: demoProject }],
+    ['POST', `/users/${eveUser}/credentials/OS-EC2`, { tenant_id: demoProject }],
+    ['POST', '/credentials', { credential: { user_id: demoUser, type: 'totp', blob: 'x' } }],
+  ];
+  for (const [m, p, b] of denied) expect(await call(eve, m, `${V3}${p}`, b), [403, 404], `member ${m} ${p}`);
+  expect(await call(eve, 'GET', `${V3}/role_assignments?user.id=${eveUser}`), 200, 'own role assignments');
+  expect(await call(eve, 'GET', `${V3}/users/${eveUser}`), 200, 'self');
+
+  // An application credential cannot carry a role its creator does not have.
+  expect(await call(eve, 'POST', `${V3}/users/${eveUser}/application_credentials`, { application_credential: { name: 'up', roles: [{ name: 'admin' }] } }),
+    [400, 403], 'app credential with admin');
+  // Credentials: demo's are invisible to eve, and eve cannot hand hers to demo.
+  const demoCred = await call(demo, 'POST', `${V3}/credentials`, { credential: { user_id: demoUser, type: 'totp', blob: 'demo-seed' } });
+  expect(demoCred, 201, 'demo credential');
+  const list = await call(eve, 'GET', `${V3}/credentials`);
+  assert.ok(list.status === 200 && !list.text.includes(demoCred.body.credential.id), 'eve lists demo credentials');
+  expect(await call(eve, 'GET', `${V3}/credentials?user_id=${demoUser}`), 200, 'filter');
+  assert.ok(!(await call(eve, 'GET', `${V3}/credentials?user_id=${demoUser}`)).text.includes('demo-seed'));
+  expect(await call(eve, 'GET', `${V3}/credentials/${demoCred.body.credential.id}`), [403, 404], 'show demo credential');
+  expect(await call(eve, 'PATCH', `${V3}/credentials/${demoCred.body.credential.id}`, { credential: { user_id: eveUser } }), [403, 404], 'take demo credential');
+  expect(await call(eve, 'DELETE', `${V3}/credentials/${demoCred.body.credential.id}`), [403, 404], 'delete demo credential');
+  const ec2 = await call(eve, 'POST', `${V3}/users/${eveUser}/credentials/OS-EC2`, { tenant_id: eveProject });
+  expect(ec2, 201, 'own ec2 credential');
+  const ec2Id = (await call(eve, 'GET', `${V3}/credentials?type=ec2`)).body.credentials[0].id;
+  // Keystone OSSA-2020-005 (CVE-2020-12691): moving a credential to another user lets its holder act as them.
+  expect(await call(eve, 'PATCH', `${V3}/credentials/${ec2Id}`, { credential: { user_id: demoUser, project_id: demoProject } }), [403], 'give ec2 credential to demo');
+  expect(await call(eve, 'PATCH', `${V3}/credentials/${ec2Id}`, { credential: { user_id: demoUser } }), [403], 'give ec2 credential to demo');
+  expect(await call(eve, 'PATCH', `${V3}/credentials/${ec2Id}`, { credential: { project_id: demoProject } }), [403], 'move ec2 credential to demo project');
+  expect(await call(eve, 'PATCH', `${V3}/credentials/${ec2Id}`, { credential: { project_id: eveProject } }), 200, 'own project stays fine');
 });
 
 test('image: another project cannot see, filter for, change or delete a private image; members cannot publish', async () => {
@@ -227,7 +279,6 @@ test('compute: keypairs, server groups, servers and metadata are private; admin 
   expect(await call(eve, 'DELETE', C('/os-keypairs/demo-kp')), 404, 'delete keypair');
   const kl = await call(eve, 'GET', C('/os-keypairs'));
   assert.ok(!kl.text.includes('demo-kp'), 'eve lists demo keypair');
-  const demoUser = (await call(demo, 'GET', `${V3}/auth/tokens`, undefined, { 'X-Subject-Token': demo })).body.token.user.id;
   expect(await call(eve, 'GET', C(`/os-keypairs/demo-kp?user_id=${demoUser}`), undefined, { 'OpenStack-API-Version': 'compute 2.10' }), [403, 404], 'keypair by user_id');
   assert.ok(!(await call(eve, 'GET', C(`/os-keypairs?user_id=${demoUser}`), undefined, { 'OpenStack-API-Version': 'compute 2.10' })).text.includes('demo-kp'), 'keypair list by user_id');
 
@@ -315,6 +366,10 @@ test('malformed input on the main create routes gives a clean 4xx, never a 500',
     ['POST', C('/flavors'), 'flavor', 'admin'], ['POST', C('/os-aggregates'), 'aggregate', 'admin'],
     ['POST', '/placement/resource_providers', '', 'admin'],
     ['POST', `${V3}/auth/tokens`, 'auth'],
+    ['POST', `${V3}/users`, 'user', 'admin'], ['POST', `${V3}/projects`, 'project', 'admin'], ['POST', `${V3}/roles`, 'role', 'admin'],
+    ['POST', `${V3}/credentials`, 'credential'], ['POST', `${V3}/limits`, 'limits', 'admin'],
+    ['POST', `${V3}/users/${demoUser}/application_credentials`, 'application_credential'],
+    ['PUT', `/compute/v2.1/os-quota-sets/${demoProject}`, 'quota_set', 'admin'], ['PUT', N(`/quotas/${demoProject}`), 'quota', 'admin'],
   ];
   const failures: string[] = [];
   for (const [m, path, key, who] of routes) {
@@ -330,6 +385,14 @@ test('malformed input on the main create routes gives a clean 4xx, never a 500',
       const r = await api(tc.url, m, path, { token, rawBody: raw, headers: { 'Content-Type': 'application/json' } });
       if (r.status >= 500) failures.push(`${m} ${path} raw ${JSON.stringify(raw).slice(0, 40)} -> ${r.status} ${r.text.slice(0, 200)}`);
     }
+  }
+  // JSON-patch bodies of the wrong shape on an image.
+  const img = (await call(demo, 'POST', '/image/v2/images', { name: 'fuzz' })).body.id;
+  for (const body of [null, {}, [null], [{}], [{ op: 'replace' }], [{ op: 'replace', path: 7, value: 1 }], [{ op: 'add', path: '/tags', value: 'x' }],
+    [{ op: 'replace', path: '/name', value: { a: 1 } }], [{ op: 'add', path: '/x', value: 'y'.repeat(300_000) }], [{ op: 'remove', path: '/' }],
+    [{ op: 'add', path: '/min_ram', value: -1 }], [{ op: 'add', path: '/locations/-', value: { url: 'file:///etc/passwd', metadata: {} } }]]) {
+    const r = await api(tc.url, 'PATCH', `/image/v2/images/${img}`, { token: demo, rawBody: JSON.stringify(body), headers: { 'Content-Type': 'application/openstack-images-v2.1-json-patch' } });
+    if (r.status >= 500 || r.status < 400) failures.push(`PATCH image ${JSON.stringify(body).slice(0, 80)} -> ${r.status} ${r.text.slice(0, 200)}`);
   }
   // Ids in paths that are not ids at all.
   for (const p of ['/image/v2/images/..%2F..%2Fetc%2Fpasswd', '/image/v2/images/%00/file', N('/networks/%2e%2e'), N('/ports/' + 'x'.repeat(5000)),

@@ -3,7 +3,7 @@ import type { FastifyRequest } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import type { Kysely } from 'kysely';
 import type { App } from '../../core/http.js';
-import { badRequest, notFound } from '../../core/errors.js';
+import { badRequest } from '../../core/errors.js';
 import { rowToInstance } from '../store.js';
 import type { HostDirectory } from '../hosts.js';
 import type { ServerGroupService } from '../server-groups.js';
@@ -154,8 +154,9 @@ export function registerServerRoutes(app: App, d: ServerRouteDeps): void {
     if (!sortKey) throw badRequest(`Invalid sort_key: ${lastOf(q.sort_key)}`);
     const rows = await query.orderBy(sortKey, sortDir).orderBy('id', sortDir).execute();
     const tags = new Map<string, string[]>();
-    if (rows.length) {
-      const tagRows = await d.db.selectFrom('compute_server_tags').selectAll().execute();
+    for (let i = 0; i < rows.length; i += 500) {
+      const tagRows = await d.db.selectFrom('compute_server_tags').selectAll()
+        .where('server_id', 'in', rows.slice(i, i + 500).map((r) => r.id as string)).execute();
       for (const t of tagRows) tags.set(t.server_id as string, [...(tags.get(t.server_id as string) ?? []), t.tag as string]);
     }
     let servers = rows.map((r) => rowToServer(r, (tags.get(r.id as string) ?? []).sort()));
@@ -226,5 +227,4 @@ export function registerServerRoutes(app: App, d: ServerRouteDeps): void {
     await d.servers.delete(c, s.id);
     return reply.code(204).send();
   });
-  void notFound;
 }

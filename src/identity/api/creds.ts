@@ -183,8 +183,17 @@ export async function credentialRoutes(app: App, d: Deps): Promise<void> {
   });
   app.patch('/credentials/:id', { schema: { body: CredentialUpdate } }, async (req) => {
     const r = await cred((req.params as U).id);
-    allow(d, req, 'identity:update_credential', { credential: { user_id: r.user_id } });
+    const auth = allow(d, req, 'identity:update_credential', { credential: { user_id: r.user_id } });
     const b = req.body.credential;
+    // Moving a credential to another user or project would let its holder act as them
+    // (Keystone OSSA-2020-005): only admins may, and only onto a project the owner has a role on.
+    if (!d.ctx.policy.check('admin', auth)) {
+      if (b.user_id && b.user_id !== r.user_id) throw forbidden('Only an admin can move a credential to another user.');
+      if (b.project_id && b.project_id !== r.project_id
+        && (await effectiveRoles(db, r.user_id, { kind: 'project', id: b.project_id })).length === 0) {
+        throw forbidden(`User ${r.user_id} has no role on project ${b.project_id}.`);
+      }
+    }
     if (b.user_id && b.user_id !== r.user_id) await mustUser(d, b.user_id).catch(() => { throw badRequest(`Could not find user: ${b.user_id}.`); });
     const next: CredentialRow = { ...r, blob: b.blob ?? r.blob, type: b.type ?? r.type, user_id: b.user_id ?? r.user_id, project_id: b.project_id === undefined ? r.project_id : b.project_id };
     if (next.type === 'ec2' && idFor(next.type, next.blob) !== r.id) throw badRequest("An ec2 credential's access key cannot change.");
