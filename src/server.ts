@@ -14,6 +14,8 @@ import { createImage, type ImageModule } from './image/index.js';
 import { imageServiceSource } from './compute/image-bridge.js';
 import { createPlacement, type PlacementModule } from './placement/index.js';
 import { createCompute, type ComputeModule } from './compute/index.js';
+import { createNetAgent, type NetAgentModule } from './netagent/index.js';
+import { serverNetworking } from './netagent/server-networking.js';
 import { writeClientConfig, type BootstrapCredentials } from './cli/clientconfig.js';
 
 export interface Cloud {
@@ -28,6 +30,7 @@ export interface Cloud {
   network: NetworkModule;
   placement: PlacementModule;
   compute: ComputeModule;
+  netagent: NetAgentModule;
   modules: ServiceModule[];
   /** Set on the start that created the bootstrap users (first start only). */
   credentials?: BootstrapCredentials;
@@ -57,7 +60,9 @@ export async function startCloud(cfg: StratusConfig, opts: StartOptions = {}): P
   // image bytes through it too.
   compute.setImageApi(image);
   compute.setImageSource(imageServiceSource(image, compute.images));
-  const modules: ServiceModule[] = [identity, image, network, placement, compute];
+  const netagent = createNetAgent(ctx, { network, compute });
+  compute.nova.setNetworking(serverNetworking(network));
+  const modules: ServiceModule[] = [identity, image, network, placement, compute, netagent];
 
   const applied = await migrate(db, Object.fromEntries(modules.map((m) => [m.name, m.migrations])));
   if (applied.length) log.info({ migrations: applied }, 'database migrated');
@@ -96,7 +101,7 @@ export async function startCloud(cfg: StratusConfig, opts: StartOptions = {}): P
   log.info({ url: baseUrl, dataDir: cfg.dataDir, database: db.engine }, 'stratus is up');
 
   return {
-    cfg, app, db, log, url: baseUrl, identity, image, network, placement, compute, modules, credentials,
+    cfg, app, db, log, url: baseUrl, identity, image, network, placement, compute, netagent, modules, credentials,
     async stop() {
       ready = false;
       for (const m of [...modules].reverse()) await m.stop?.().catch((e) => log.error({ err: e }, `stopping ${m.name}`));

@@ -12,8 +12,9 @@ import { hostFacts, hostLoad } from './hostinfo.js';
 import { ImageCache } from './images.js';
 import { chooseAccelerator, type ProbeResult } from './hypervisor/qemu/accel.js';
 import { QemuDriver } from './hypervisor/qemu/driver.js';
-import { isAlive } from './hypervisor/qemu/process.js';
+import { isAlive } from '../core/process.js';
 import { Reconciler, markResumeOnStart } from './reconcile.js';
+import { NetAgent, networkLayout, type NetworkLayout } from './netagent.js';
 import type { AgentCall, CallResult } from '../compute/agent-protocol.js';
 
 export const AGENT_VERSION = '0.1.0';
@@ -31,6 +32,10 @@ export interface AgentOptions {
   observeIntervalMs?: number;
   heartbeatIntervalMs?: number;
   powerOffTimeoutSec?: number;
+  /** Data plane layout (default: the all-in-one one, prefix "stratus-", provider namespace "stratus-provider"). */
+  network?: NetworkLayout | false;
+  /** This host's VXLAN endpoint (with `network.underlay`); null: no VXLAN. */
+  underlayIp?: string | null;
 }
 
 export interface RunningAgent {
@@ -38,6 +43,7 @@ export interface RunningAgent {
   accel: ProbeResult;
   driver: QemuDriver;
   reconciler: Reconciler;
+  net?: NetAgent;
   stop(): Promise<void>;
 }
 
@@ -76,7 +82,13 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
 
   const client = new ControllerClient(o.controllerUrl, o.token, host);
   const images = new ImageCache(dirs.images, client, log);
+  const net = o.network === false ? undefined : new NetAgent({
+    controllerUrl: o.controllerUrl, token: o.token, host, dataDir: o.dataDir, log: log.child({ part: 'network' }),
+    layout: o.network ?? networkLayout({}), underlayIp: o.underlayIp ?? null,
+  });
   const reconciler = new Reconciler({
+    // A started guest's tap waits, down, in the root namespace until the data plane plugs it.
+    afterConverge: () => net?.kick(),
     driver, stateDir: dirs.state, snapshotDir: dirs.snapshots, log,
     ensureImage: (id) => images.ensure(id),
     report: (instances) => client.report(instances),
@@ -100,6 +112,7 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
     }
   };
   await register();
+  await net?.start();
 
   // Calls stay listed until answered; answer each once.
   const answered = new Set<string>();
@@ -161,13 +174,13 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
   });
 
   return {
-    host, accel, driver, reconciler,
+    host, accel, driver, reconciler, net,
     async stop() {
       if (stopping) return;
       stopping = true;
       abort.abort();
       reconciler.stop();
-      await Promise.all([watchLoop, observeLoop, heartbeatLoop]);
+      await Promise.all([watchLoop, observeLoop, heartbeatLoop, net?.stop()]);
       // Let a step in progress finish (bounded), so its record is written; guests keep running.
       await Promise.race([reconciler.idle(), sleep(20_000)]);
       rmSync(dirs.pid, { force: true });

@@ -5,6 +5,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { defaultDataDir, loadConfig, parseListen, type StratusConfig } from '../core/config.js';
 import { readClientConfig } from './clientconfig.js';
+import { isAlive } from '../core/process.js';
+import { execExternal, sshCommand } from './netcommands.js';
 
 type Flags = Record<string, string | boolean | undefined>;
 type OptionSpec = Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }>;
@@ -29,15 +31,6 @@ function readPid(dir: string): number | undefined {
     return pid > 0 ? pid : undefined;
   } catch {
     return undefined;
-  }
-}
-
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
@@ -163,6 +156,9 @@ const down: Command = {
     if (g.stopped.length) console.log(`powered off ${g.stopped.length} guest(s); 'stratus up' brings them back`);
     if (g.destroyed.length) console.log(`destroyed ${g.destroyed.length} guest(s)`);
     if (flags.purge) {
+      // The data plane: converge to the empty state (namespaces, bridges, taps, rules, dnsmasq, proxies).
+      const { purgeNetwork } = await import('./netcommands.js');
+      await purgeNetwork(dir);
       rmSync(dir, { recursive: true, force: true });
       console.log(`purged ${dir}`);
     }
@@ -224,6 +220,8 @@ const agent: Command = {
   options: {
     ...dataDirOption, controller: { type: 'string' }, 'token-file': { type: 'string' }, host: { type: 'string' },
     accel: { type: 'string' }, 'probe-image': { type: 'string' },
+    'netns-prefix': { type: 'string' }, 'provider-netns': { type: 'string' }, 'underlay-ip': { type: 'string' },
+    'underlay-netns': { type: 'string' }, 'no-network': { type: 'boolean' },
   },
   async run(flags) {
     const dir = dataDirOf(flags);
@@ -235,7 +233,15 @@ const agent: Command = {
     const accel = String(flags.accel ?? process.env.STRATUS_AGENT_ACCEL ?? 'auto');
     if (!['auto', 'kvm', 'tcg'].includes(accel)) throw new Error('--accel must be auto, kvm or tcg');
     const { startAgent } = await import('../agent/main.js');
+    const { networkLayout } = await import('../agent/netagent.js');
+    const str = (k: string) => (typeof flags[k] === 'string' ? String(flags[k]) : undefined);
+    const underlayIp = str('underlay-ip') ?? null;
     const a = await startAgent({
+      network: flags['no-network'] ? false : networkLayout({
+        prefix: str('netns-prefix') ?? process.env.STRATUS_NETNS_PREFIX, providerNetns: str('provider-netns') ?? process.env.STRATUS_PROVIDER_NETNS,
+        ...(underlayIp ? { underlay: { netns: str('underlay-netns') ?? 'stratus-underlay', bridge: 'br-underlay', prefixLen: 24 } } : {}),
+      }),
+      underlayIp,
       controllerUrl: controller, dataDir: dir, token, accel: accel as 'auto' | 'kvm' | 'tcg',
       hostName: typeof flags.host === 'string' ? flags.host : undefined,
       probeImage: typeof flags['probe-image'] === 'string' ? flags['probe-image'] : undefined,
@@ -249,4 +255,4 @@ const agent: Command = {
   },
 };
 
-export const commands: Record<string, Command> = { up, down, status, agent, admin };
+export const commands: Record<string, Command> = { up, down, status, agent, admin, 'exec-external': execExternal, ssh: sshCommand };

@@ -22,6 +22,11 @@ export interface DesiredInstance {
   flavor: { vcpus: number; ramMb: number; diskGb: number };
   imageId: string;
   configDrive: { metaData: Record<string, unknown>; userData?: string };
+  /**
+   * Attach `configDrive` even though the guest has NICs (the user asked for config_drive). A guest
+   * with NICs otherwise reads the same data from the metadata service, as in Nova.
+   */
+  forceConfigDrive?: boolean;
   /** Empty until the networking issue wires ports to taps. */
   nics: { id: string; mac: string; tap: string; mtu?: number }[];
   task?: AgentTask;

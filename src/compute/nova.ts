@@ -32,6 +32,8 @@ import { ServerOperations } from './servers/operations.js';
 import type { ImageLookup, InstanceApi } from './servers/ports.js';
 import { ServerReconciler } from './servers/reconciler.js';
 import { ServerService } from './servers/service.js';
+import { registerInterfaceRoutes } from './api/interfaces.js';
+import type { ServerNetworking } from './servers/networking.js';
 
 /** `compute.scheduler` in stratus.yaml: allocation ratios and weigher multipliers. */
 function schedulerConfig(ctx: ServiceContext): Partial<SchedulerConfig> {
@@ -62,6 +64,8 @@ export interface NovaApi {
   operations: ServerOperations;
   scheduler: Scheduler;
   reconciler: ServerReconciler;
+  /** Wires the networking service in (server.ts): ports for servers, addresses in views. */
+  setNetworking(n: ServerNetworking): void;
   /** Registers version discovery and every /v2.1 route on the compute scope. */
   routes(app: App): Promise<void>;
   /** Bootstrap (registered limits, default flavors), then the server reconciler. */
@@ -72,7 +76,7 @@ export interface NovaApi {
 export function createNovaApi(ctx: ServiceContext, deps: NovaDeps): NovaApi {
   registerComputePolicy(ctx.policy);
   const db = ctx.db.kysely;
-  const quotas = new QuotaService(db, ctx.db.engine, deps.identity, ctx.cfg.regionId);
+  const quotas = new QuotaService(db, ctx.db.engine, deps.identity);
   const flavors = new FlavorService(db);
   const keypairs = new KeypairService(db, quotas);
   const hosts = new HostDirectory(db, deps.hosts);
@@ -81,23 +85,26 @@ export function createNovaApi(ctx: ServiceContext, deps: NovaDeps): NovaApi {
   const routeDeps: RouteDeps = { policy: ctx.policy, computeUrl: () => `${ctx.baseUrl()}/compute` };
   const log = ctx.log.child({ service: 'compute-api' });
   const scheduler = new Scheduler(hosts, aggregates, deps.placement, { ...DEFAULT_SCHEDULER, ...schedulerConfig(ctx) }, log);
+  let networking: ServerNetworking | undefined;
+  const network = () => networking;
   const servers = new ServerService(db, {
-    flavors, keypairs, quotas, groups: serverGroups, aggregates, hosts, instances: deps.instances, images: deps.images, log,
+    flavors, keypairs, quotas, groups: serverGroups, aggregates, hosts, instances: deps.instances, images: deps.images, log, network,
   });
   const operations = new ServerOperations(servers, {
     instances: deps.instances, flavors, quotas, placement: deps.placement, hosts, images: deps.images,
   });
   const reconciler = new ServerReconciler({
     store: servers.store, actions: servers.actions, instances: deps.instances, scheduler, placement: deps.placement,
-    groups: serverGroups, aggregates, log, maxAttempts: 3, buildTimeoutMs: 10 * 60_000, sweepMs: 5000, images: deps.images,
+    groups: serverGroups, aggregates, log, maxAttempts: 3, buildTimeoutMs: 10 * 60_000, sweepMs: 5000, images: deps.images, network,
   });
   servers.kick = (id) => reconciler.kick(id);
-  const serverRoutes: ServerRouteDeps = { ...routeDeps, servers, hosts, groups: serverGroups, db };
+  const serverRoutes: ServerRouteDeps = { ...routeDeps, servers, hosts, groups: serverGroups, db, network };
 
   return {
     migrations: novaMigrations(ctx.db.engine),
     catalog: [{ type: 'compute', name: 'nova', description: 'Compute (Nova v2.1)', path: '/compute/v2.1' }],
     flavors, keypairs, quotas, aggregates, serverGroups, hosts, servers, operations, scheduler, reconciler,
+    setNetworking(n) { networking = n; },
     async routes(app) {
       registerVersionRoutes(app, (_req: FastifyRequest) => routeDeps.computeUrl());
       await app.register(async (v21) => {
@@ -115,6 +122,7 @@ export function createNovaApi(ctx: ServiceContext, deps: NovaDeps): NovaApi {
         registerHostRoutes(v21, routeDeps, hosts, aggregates);
         registerServerRoutes(v21, serverRoutes);
         registerServerActionRoutes(v21, serverRoutes, operations);
+        registerInterfaceRoutes(v21, serverRoutes, deps.instances);
         registerUsageRoutes(v21, routeDeps, db);
       }, { prefix: '/v2.1' });
     },

@@ -42,8 +42,9 @@ export class QuotaService {
   /** Counters contributed by the parts of compute that own the counted rows. */
   private readonly counters: UsageCounter[] = [];
 
+  // Limits are region-less: `openstack limit create` without --region and os-quota-sets agree.
   constructor(private readonly db: Kysely<any>, private readonly engine: Engine,
-    private readonly identity: IdentityModule, private readonly regionId: string) {}
+    private readonly identity: IdentityModule) {}
 
   addCounter(c: UsageCounter): void { this.counters.push(c); }
 

@@ -29,6 +29,8 @@ export interface CreateInstanceInput {
   userData?: string;
   hostname?: string;
   metadata?: Record<string, string>;
+  /** Guest NICs: the network ports bound to the host (tap = the port's tap name). */
+  nics?: { id: string; mac: string; tap: string; mtu?: number }[];
   /** Power state to reach once built (default running). */
   power?: 'running' | 'shutoff';
 }
@@ -85,7 +87,7 @@ export class ComputeService {
       id, projectId: input.projectId, userId: input.userId ?? null, name: input.name, host, imageId: input.imageId,
       vcpus: input.vcpus, ramMb: input.ramMb, diskGb: input.diskGb,
       keys: input.keys ?? [], userData: input.userData, hostname: input.hostname ?? sanitizeHostname(input.name),
-      metadata: input.metadata ?? {}, nics: [],
+      metadata: input.metadata ?? {}, nics: input.nics ?? [],
       desiredPower: input.power ?? 'running', deleted: false, task: null, taskState: 'spawning',
       generation: 1, powerState: null, observedGeneration: 0, pid: null, diskBytes: null, busy: false,
       fault: null, lastTaskResult: null, lastEvent: null, observedAt: null, createdAt: now, updatedAt: now,
@@ -150,6 +152,11 @@ export class ComputeService {
       if (flavor.diskGb !== undefined) i.diskGb = flavor.diskGb;
       i.taskState = 'resize_prep';
     });
+  }
+
+  /** Interface attach/detach: the guest's NICs (the agent hot-plugs the difference). */
+  async setNics(id: string, nics: { id: string; mac: string; tap: string; mtu?: number }[]): Promise<InstanceRecord> {
+    return this.mutate(id, (i) => { i.nics = nics; });
   }
 
   async deleteInstance(id: string): Promise<InstanceRecord> {

@@ -1,7 +1,7 @@
 // Identity (Keystone v3): the module the server composes, and the interface other services call.
 import type { FastifyRequest } from 'fastify';
 import type { AuthContext, TokenValidator } from '../core/auth.js';
-import { keystoneError, unauthorized } from '../core/errors.js';
+import { badRequest, keystoneError, unauthorized } from '../core/errors.js';
 import { useErrorStyle, type App } from '../core/http.js';
 import type { CatalogEntry, ServiceContext, ServiceModule } from '../core/service.js';
 import { authRoutes } from './api/auth.js';
@@ -13,7 +13,8 @@ import * as limits from './limits.js';
 import { identityMigrations } from './migrations.js';
 import { IDENTITY_RULES } from './policy.js';
 import { IdentityCore } from './service.js';
-import { bool } from './store.js';
+import { bool, fromJson } from './store.js';
+import { ec2Id } from './api/creds.js';
 
 export interface BootstrapOptions {
   catalog: CatalogEntry[];
@@ -53,8 +54,19 @@ export interface IdentityModule extends ServiceModule, TokenValidator {
   /** Registers a default limit if none exists yet (services call this at start for their resources). */
   ensureRegisteredLimit(q: Omit<LimitQuery, 'projectId'> & { defaultLimit: number; description?: string }): Promise<void>;
   getProject(id: string): Promise<ProjectInfo | undefined>;
+  /** An EC2 credential by access key (the S3 API verifies request signatures with its secret). */
+  getEc2Credential(access: string): Promise<Ec2Credential | undefined>;
+  /** The caller a signed (non-token) request stands for; 401 when the user or its roles are gone. */
+  authContextFor(userId: string, projectId: string): Promise<AuthContext>;
   /** A project by name in a domain (default: 'default'); services use it to find the bootstrap projects. */
   findProject(name: string, domainId?: string): Promise<ProjectInfo | undefined>;
+}
+
+export interface Ec2Credential {
+  access: string;
+  secret: string;
+  userId: string;
+  projectId: string;
 }
 
 declare module 'fastify' {
@@ -72,6 +84,12 @@ function versionDoc(baseUrl: string) {
     links: [{ rel: 'self', href: `${baseUrl}/identity/v3/` }],
     'media-types': [{ base: 'application/json', type: 'application/vnd.openstack.identity-v3+json' }],
   };
+}
+
+function hasNul(v: unknown, depth = 0): boolean {
+  if (typeof v === 'string') return v.includes('\u0000');
+  if (!v || typeof v !== 'object' || depth > 32) return false;
+  return Object.entries(v).some(([k, x]) => k.includes('\u0000') || hasNul(x, depth + 1));
 }
 
 export function createIdentity(ctx: ServiceContext): IdentityModule {
@@ -98,6 +116,12 @@ export function createIdentity(ctx: ServiceContext): IdentityModule {
           const token = req.headers['x-auth-token'];
           req.auth = await module.validateToken(typeof token === 'string' ? token : '');
         });
+        // PostgreSQL cannot store NUL in text: refuse it up front (a clean 400, not a 500).
+        v3.addHook('preValidation', async (req: FastifyRequest) => {
+          if (hasNul(req.params) || hasNul(req.query) || hasNul(req.body)) {
+            throw badRequest('Invalid input: NUL characters are not allowed.');
+          }
+        });
         v3.get('/', { config: { public: true } }, async () => ({ version: versionDoc(ctx.baseUrl()) }));
         await authRoutes(v3, deps);
         await registerResourceRoutes(v3, deps);
@@ -116,6 +140,17 @@ export function createIdentity(ctx: ServiceContext): IdentityModule {
     getLimit: (q) => limits.getLimit(core.db, q),
     setProjectLimit: (q) => limits.setProjectLimit(core.db, q),
     ensureRegisteredLimit: (q) => limits.ensureRegisteredLimit(core.db, q),
+
+    async getEc2Credential(access) {
+      const r = await core.db.selectFrom('identity_credentials').selectAll()
+        .where('id', '=', ec2Id(access)).where('type', '=', 'ec2').executeTakeFirst();
+      if (!r || !r.project_id) return undefined;
+      const blob = fromJson<{ access?: string; secret?: string }>(r.blob, {});
+      if (blob.access !== access || typeof blob.secret !== 'string') return undefined;
+      return { access, secret: blob.secret, userId: r.user_id, projectId: r.project_id };
+    },
+
+    authContextFor: (userId, projectId) => core.contextFor(userId, projectId),
 
     async getProject(id) {
       const p = await core.project(id);

@@ -275,6 +275,16 @@ export class IdentityCore {
     return data;
   }
 
+  /** The caller a non-token request (an EC2/S3 signature) stands for: the user on the project. */
+  async contextFor(userId: string, projectId: string): Promise<AuthContext> {
+    const now = Date.now();
+    const payload: TokenPayload = {
+      userId, methods: ['ec2credential'], scope: { kind: 'project', id: projectId }, issuedAt: now,
+      expiresAt: now + this.ttlMs, auditIds: [newAuditId()],
+    };
+    return this.authContext(await this.load('', payload, {}));
+  }
+
   private async isRevoked(p: TokenPayload, roles: RoleRow[]): Promise<boolean> {
     const issued = new Date(p.issuedAt).toISOString();
     const events = await this.db.selectFrom('identity_revocation_events').selectAll()

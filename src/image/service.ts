@@ -341,7 +341,8 @@ function fromDocument(before: ImageRecord, doc: Record<string, unknown>): ImageR
     ...before, name: doc.name as string | null, visibility: doc.visibility as Visibility, protected: doc.protected as boolean,
     osHidden: doc.os_hidden as boolean, minDisk: doc.min_disk as number, minRam: doc.min_ram as number,
     diskFormat: doc.disk_format as string | null, containerFormat: doc.container_format as string | null,
-    tags: [...new Set(doc.tags as string[])], owner: doc.owner as string | null, properties,
+    // Not an array (a string would spread into letters): left as is for validate() to refuse.
+    tags: Array.isArray(doc.tags) ? [...new Set(doc.tags as string[])] : doc.tags as string[], owner: doc.owner as string | null, properties,
   };
 }
 

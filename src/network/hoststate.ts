@@ -44,7 +44,10 @@ export async function buildHostState(c: Core, hostId: string): Promise<HostNetwo
   state.underlayIp = agents.find((a) => a.host_id === hostId)?.underlay_ip ?? null;
 
   const ports = (await c.store.find('port', { host_id: hostId })).filter((p) => p.device_owner !== 'network:floatingip');
-  const networkIds = [...new Set(ports.map((p) => p.network_id))];
+  // External (provider) networks are carried by every agent, ports or not: their segment (the
+  // provider namespace) is then always up, for `stratus exec-external` and for floating IPs.
+  const external = agents.some((a) => a.host_id === hostId) ? await c.store.find('network', { router_external: true }) : [];
+  const networkIds = [...new Set([...ports.map((p) => p.network_id), ...external.map((n) => n.id)])];
   const networks = await c.store.find('network', { id: networkIds });
   const segments = new Map((await c.store.segmentsOf(networkIds)).map((s) => [s.network_id, s]));
   state.networks = networks.map((n): NetworkSpec => {
@@ -58,10 +61,15 @@ export async function buildHostState(c: Core, hostId: string): Promise<HostNetwo
     };
   });
   const subnets = await c.store.find('subnet', { network_id: networkIds });
+  // A subnet no router has an interface on gets its metadata from the DHCP namespace.
+  const routed = new Set((await c.store.find('port', { network_id: networkIds, device_owner: 'network:router_interface' }))
+    .flatMap((p) => p.fixed_ips.map((f: FixedIp) => f.subnet_id)));
   state.subnets = subnets.map((s): SubnetSpec => ({
     id: s.id, networkId: s.network_id, ipVersion: s.ip_version, cidr: s.cidr, gatewayIp: s.gateway_ip,
     enableDhcp: Boolean(s.enable_dhcp), dnsNameservers: s.dns_nameservers, hostRoutes: s.host_routes,
     allocationPools: s.allocation_pools,
+    isolatedMetadata: s.ip_version === 4 && Boolean(s.enable_dhcp) && !routed.has(s.id),
+    ipv6RaMode: s.ipv6_ra_mode ?? null, ipv6AddressMode: s.ipv6_address_mode ?? null,
   }));
   state.ports = ports.map((p): PortSpec => ({
     id: p.id, networkId: p.network_id, macAddress: p.mac_address,
@@ -93,6 +101,13 @@ export async function buildHostState(c: Core, hostId: string): Promise<HostNetwo
     id: f.id, floatingIpAddress: f.floating_ip_address, floatingNetworkId: f.floating_network_id,
     routerId: f.router_id, portId: f.port_id, fixedIpAddress: f.fixed_ip_address,
   }));
+
+  // DHCP here answers the guests of its networks on every host (over VXLAN): all their ports.
+  const dhcpNets = state.ports.filter((p) => p.deviceOwner === 'network:dhcp').map((p) => p.networkId);
+  state.dhcpReservations = (await c.store.find('port', { network_id: [...new Set(dhcpNets)] }))
+    .filter((p) => p['binding:host_id'] !== hostId && p.device_owner !== 'network:floatingip' && p.fixed_ips.length)
+    .map((p) => ({ portId: p.id, networkId: p.network_id, macAddress: p.mac_address,
+      fixedIps: p.fixed_ips.map((f: FixedIp) => ({ subnetId: f.subnet_id, ipAddress: f.ip_address })) }));
 
   // VXLAN peers: other agents with bound ports on the VXLAN networks this host carries.
   const vxlanIds = state.networks.filter((n) => n.segmentationType === 'vxlan').map((n) => n.id);

@@ -7,14 +7,17 @@ import { createServer } from 'node:net';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { until } from '../helpers/agent.js';
-import { isAlive } from '../../src/agent/hypervisor/qemu/process.js';
+import { isAlive } from '../../src/core/process.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'stratus-cli-agent-'));
 const BIN = join(process.cwd(), 'bin', 'stratus');
+const tag = Math.random().toString(36).slice(2, 7);
 
 function stratus(args: string[]): Promise<{ code: number; out: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { timeout: 180_000 }, (err, stdout, stderr) => {
+    // The agent's namespaces get a prefix of their own (never a real cloud's "stratus-").
+    const env = { ...process.env, STRATUS_NETNS_PREFIX: `stratus-c${tag}-`, STRATUS_PROVIDER_NETNS: `stratus-c${tag}-provider` };
+    execFile(process.execPath, [BIN, ...args], { timeout: 180_000, env }, (err, stdout, stderr) => {
       resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, out: `${stdout}${stderr}` });
     });
   });
@@ -30,7 +33,7 @@ function freePort(): Promise<number> {
 }
 
 after(async () => {
-  await stratus(['down', '--data-dir', dir]);
+  await stratus(['down', '--data-dir', dir, '--purge']);
   rmSync(dir, { recursive: true, force: true });
 });
 

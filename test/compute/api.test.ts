@@ -164,11 +164,8 @@ test('keypairs: generate RSA (CLI), import, Ed25519 generation, per-user isolati
 });
 
 test('quotas: quota set writes unified limits, quota show and limits show read them, key_pairs enforced', async () => {
-  // (`openstack quota set` resolves the project through identity's /v3/projects first; until that
-  // API is on main the same PUT is sent directly.)
-  const set = await api(tc.url, 'PUT', `${V}/os-quota-sets/${demoProject}`, { token: admin, body: { quota_set: { instances: 3, cores: 7, key_pairs: 1 } } });
-  assert.equal(set.status, 200, set.text);
-  assert.equal(set.body.quota_set.instances, 3);
+  const set = await tc.openstack(['quota', 'set', '--instances', '3', '--cores', '7', '--key-pairs', '1', 'demo']);
+  assert.equal(set.code, 0, set.stderr);
   const shown = await tc.openstackJson(['quota', 'show'], { as: 'demo' });
   assert.equal(shown.instances, 3);
   assert.equal(shown.cores, 7);
@@ -176,6 +173,9 @@ test('quotas: quota set writes unified limits, quota show and limits show read t
   // one truth: the identity unified limit carries the value
   const limit = await tc.cloud.identity.getLimit({ projectId: demoProject, serviceType: 'compute', resourceName: 'servers' });
   assert.equal(limit, 3);
+  // the other door: identity's limit commands see (and change) the same value
+  const limits = await tc.openstackJson<any[]>(['limit', 'list', '--project', 'demo']);
+  assert.ok(limits.some((l) => l['Resource Name'] === 'servers' && l['Resource Limit'] === 3), JSON.stringify(limits));
   const lim = await tc.openstackJson<any[]>(['limits', 'show', '--absolute'], { as: 'demo' });
   assert.equal(lim.find((r) => r.Name === 'maxTotalInstances').Value, 3);
   assert.equal(lim.find((r) => r.Name === 'totalInstancesUsed').Value, 0);

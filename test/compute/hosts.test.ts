@@ -2,6 +2,9 @@
 // with availability zones, and server groups. Hosts are simulated agents (fake-agent.ts).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { FileImageSource } from '../../src/compute/images.js';
 import { api, startTestCloud, type TestCloud } from '../helpers/cloud.js';
 import { issue } from '../identity/helpers.js';
 import { fakeHost, type FakeHost } from './fake-agent.js';
@@ -15,6 +18,10 @@ before(async () => {
   tc = await startTestCloud();
   admin = (await issue(tc, 'admin', tc.adminPassword)).token;
   demo = (await issue(tc, 'demo', tc.demoPassword)).token;
+  const src = new FileImageSource();
+  writeFileSync(join(tc.dataDir, 'img'), Buffer.alloc(4096));
+  src.add('img-h', join(tc.dataDir, 'img'));
+  tc.cloud.compute.setImageSource(src);
   hosts.push(await fakeHost(tc, 'cmp-a', { vcpus: 4, memoryMb: 8192, diskGb: 100 }));
   hosts.push(await fakeHost(tc, 'cmp-b', { vcpus: 8, memoryMb: 16384, diskGb: 200 }));
 });
@@ -116,4 +123,42 @@ test('server groups: create with each policy, list per project, quota, bad input
   assert.equal(over.status, 403);
   assert.match(over.body.forbidden.message, /Quota exceeded for server_groups/);
   assert.equal((await tc.openstack(['server', 'group', 'delete', 'spread'], { as: 'demo' })).code, 0);
+});
+
+async function settle(token: string, id: string): Promise<any> {
+  for (let i = 0; i < 100; i++) {
+    const r = await api(tc.url, 'GET', `${V}/servers/${id}`, { token });
+    if (r.body.server.status === 'ACTIVE' || r.body.server.status === 'ERROR') return r.body.server;
+    await new Promise((res) => setTimeout(res, 200));
+  }
+  throw new Error(`server ${id} did not settle`);
+}
+
+test('scheduling: a server asked into a zone lands on that zone\'s host; anti-affinity with more members than hosts fails cleanly', async () => {
+  const inZone = await api(tc.url, 'POST', `${V}/servers`, { token: admin, body: { server: { name: 'zoned', imageRef: 'img-h', flavorRef: '42', availability_zone: 'zone-b' } } });
+  assert.equal(inZone.status, 202, inZone.text);
+  const z = await settle(admin, inZone.body.server.id);
+  assert.equal(z.status, 'ACTIVE');
+  assert.equal(z['OS-EXT-SRV-ATTR:host'], 'cmp-b');
+  assert.equal(z['OS-EXT-AZ:availability_zone'], 'zone-b');
+
+  const g = await api(tc.url, 'POST', `${V}/os-server-groups`, { token: admin, headers: { 'OpenStack-API-Version': 'compute 2.64' },
+    body: { server_group: { name: 'apart', policy: 'anti-affinity' } } });
+  const ids: string[] = [];
+  for (const n of [1, 2, 3]) {
+    const r = await api(tc.url, 'POST', `${V}/servers`, { token: admin, body: { server: { name: `apart-${n}`, imageRef: 'img-h', flavorRef: '42' }, 'os:scheduler_hints': { group: g.body.server_group.id } } });
+    assert.equal(r.status, 202, r.text);
+    ids.push(r.body.server.id);
+    await settle(admin, r.body.server.id); // one after the other: each sees where the others went
+  }
+  const done = await Promise.all(ids.map((id) => settle(admin, id)));
+  const active = done.filter((s) => s.status === 'ACTIVE');
+  assert.equal(active.length, 2);
+  assert.notEqual(active[0]['OS-EXT-SRV-ATTR:host'], active[1]['OS-EXT-SRV-ATTR:host']);
+  const failed = done.find((s) => s.status === 'ERROR');
+  assert.match(failed.fault.message, /No valid host was found.*ServerGroupFilter/);
+  const members = await api(tc.url, 'GET', `${V}/os-server-groups/${g.body.server_group.id}`, { token: admin });
+  assert.equal(members.body.server_group.members.length, 3);
+  const show = await tc.openstackJson(['server', 'group', 'show', 'apart']);
+  assert.equal(show.members.length ?? show.Members?.length, 3);
 });

@@ -90,6 +90,15 @@ test('create → ACTIVE on a host; list, show (admin attributes), update, projec
   assert.equal(demoView.status, 403);
   const adminAll = await api(tc.url, 'GET', `${V}/servers/detail?all_tenants=1&name=^web`, { token: admin });
   assert.equal(adminAll.body.servers.length, 1);
+
+  // usage per project over a period (os-simple-tenant-usage), through the CLI
+  const usage = await tc.openstackJson<any[]>(['usage', 'list']);
+  assert.equal(usage.length, 1);
+  assert.equal(usage[0].Servers.length, 1);
+  assert.ok(usage[0]['CPU Hours'] < 0.1, 'a server a few seconds old used minutes, not hours');
+  const mine = await tc.openstackJson(['usage', 'show']);
+  assert.equal(mine.Servers.length ?? mine.Servers, 1);
+  assert.equal((await api(tc.url, 'GET', `${V}/os-simple-tenant-usage`, { token: demo })).status, 403);
 });
 
 test('power actions, lock, tags, instance actions (CLI)', async () => {
@@ -197,4 +206,18 @@ test('quota: over-quota create is a 403 with a clear message; bad input is 400',
   assert.equal(none.status, 202, none.text);
   const unknownAction = await api(tc.url, 'POST', `${V}/servers/${none.body.server.id}/action`, { token: admin, body: { fly: {} } });
   assert.equal(unknownAction.status, 400);
+});
+
+test('a build recorded while no reconciler runs (a controller that died) is resumed by the next one', async () => {
+  const rec = tc.cloud.compute.nova.reconciler;
+  await rec.stop();
+  const r = await create(admin, { name: 'orphaned-build' });
+  assert.equal(r.status, 202);
+  await new Promise((res) => setTimeout(res, 500));
+  const waiting = await api(tc.url, 'GET', `${V}/servers/${r.body.server.id}`, { token: admin });
+  assert.equal(waiting.body.server.status, 'BUILD');
+  assert.equal(waiting.body.server['OS-EXT-SRV-ATTR:host'], null);
+  rec.start(); // its first sweep finds the unfinished build
+  const s = await waitStatus(admin, r.body.server.id, 'ACTIVE');
+  assert.equal(s['OS-EXT-SRV-ATTR:host'], 'fake-1');
 });

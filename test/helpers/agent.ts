@@ -5,6 +5,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FileImageSource } from '../../src/compute/images.js';
+import { dataplaneFor, layoutFile, readLayout } from '../../src/agent/netagent.js';
 import type { TestCloud } from './cloud.js';
 import { cgroupRoot, guestCgroup, removeCgroup } from '../../src/agent/hypervisor/qemu/process.js';
 
@@ -37,6 +38,9 @@ export function serveTestImage(tc: TestCloud): void {
 
 export function testAgent(tc: TestCloud, opts: { host?: string; args?: string[] } = {}): TestAgent {
   const host = opts.host ?? `test-host-${Math.random().toString(36).slice(2, 8)}`;
+  // Its own namespaces (never the real cloud's "stratus-"), removed by cleanup().
+  const tag = Math.random().toString(36).slice(2, 7);
+  const netArgs = ['--netns-prefix', `stratus-t${tag}-`, '--provider-netns', `stratus-t${tag}-provider`];
   let child: ChildProcess | undefined;
   let output = '';
   const alive = () => !!child && child.exitCode === null && child.signalCode === null;
@@ -51,7 +55,7 @@ export function testAgent(tc: TestCloud, opts: { host?: string; args?: string[] 
     async start() {
       if (alive()) return;
       const c = spawn(process.execPath, [BIN, 'agent', '--controller', tc.url, '--data-dir', tc.dataDir, '--host', host,
-        '--probe-image', TEST_IMAGE, ...(opts.args ?? [])], {
+        '--probe-image', TEST_IMAGE, ...netArgs, ...(opts.args ?? [])], {
         stdio: ['ignore', 'pipe', 'pipe'],
         env: { ...process.env, STRATUS_LOG_LEVEL: 'info' },
       });
@@ -87,6 +91,7 @@ export function testAgent(tc: TestCloud, opts: { host?: string; args?: string[] 
       const dir = join(tc.dataDir, 'agent', 'instances');
       const root = cgroupRoot();
       if (existsSync(dir)) for (const id of readdirSync(dir)) await removeCgroup(guestCgroup(root, id));
+      if (existsSync(layoutFile(tc.dataDir))) await dataplaneFor(readLayout(tc.dataDir)).purge();
     },
   };
   return self;

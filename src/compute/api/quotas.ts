@@ -6,7 +6,7 @@ import { badRequest } from '../../core/errors.js';
 import type { IdentityModule } from '../../identity/index.js';
 import { QUOTA_RESOURCES, type QuotaService } from '../quotas.js';
 import { atLeast, MIN_VERSION } from './microversion.js';
-import { allow, boolParam, lastOf, type Query, type RouteDeps } from './common.js';
+import { allow, lastOf, type Query, type RouteDeps } from './common.js';
 
 const QuotaValue = Type.Integer({ minimum: -1, maximum: 2147483647 });
 const QuotaUpdate = Type.Object({
@@ -98,5 +98,4 @@ export function registerQuotaRoutes(app: App, deps: RouteDeps, quotas: QuotaServ
     if (!atLeast(req, 39)) absolute.maxImageMeta = l.metadata_items!;
     return { limits: { rate: [], absolute } };
   });
-  void boolParam;
 }

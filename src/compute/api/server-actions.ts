@@ -1,5 +1,6 @@
 // POST /servers/{id}/action, server metadata, tags and os-instance-actions.
 import { Type } from '@sinclair/typebox';
+import type { FastifyRequest } from 'fastify';
 import type { App } from '../../core/http.js';
 import { badRequest, notFound, notImplemented } from '../../core/errors.js';
 import type { ServerOperations } from '../servers/operations.js';
@@ -15,6 +16,20 @@ const Meta = Type.Record(Type.String({ minLength: 1, maxLength: 255 }), Type.Str
 type Handler = (arg: any) => Promise<{ code: number; body?: unknown; headers?: Record<string, string> }>;
 
 export function registerServerActionRoutes(app: App, d: ServerRouteDeps, ops: ServerOperations): void {
+  // Nova's os-security-groups proxy, read-only: `openstack server add security group` finds the group here.
+  const groups = async (req: FastifyRequest) => {
+    const c = callerOf(req);
+    allow(d, req, 'os_compute_api:os-security-groups:get', { project_id: c.projectId });
+    const net = d.network?.();
+    if (!net) throw notFound('The networking service is not running.');
+    return net.securityGroups(c.projectId);
+  };
+  app.get('/os-security-groups', async (req) => ({ security_groups: await groups(req) }));
+  app.get('/os-security-groups/:id', { schema: { params: IdParams } }, async (req) => {
+    const g = (await groups(req)).find((x) => x.id === req.params.id || x.name === req.params.id);
+    if (!g) throw notFound(`Security group ${req.params.id} not found.`);
+    return { security_group: g };
+  });
   app.post('/servers/:id/action', { schema: { params: IdParams, body: Type.Record(Type.String(), Type.Unknown(), { minProperties: 1, maxProperties: 1 }) } }, async (req, reply) => {
     const c = callerOf(req);
     const id = req.params.id;
@@ -27,6 +42,15 @@ export function registerServerActionRoutes(app: App, d: ServerRouteDeps, ops: Se
     };
     const power = (rule: string, op: Parameters<ServerOperations['power']>[2]): Handler => async () => {
       check(rule); await ops.power(c, id, op); return { code: 202 };
+    };
+    const sg = async (a: unknown, add: boolean) => {
+      check(`os_compute_api:os-security-groups:${add ? 'add' : 'remove'}`);
+      const group = obj(a).name;
+      if (typeof group !== 'string' || !group) throw badRequest("Invalid input for field/attribute name. 'name' is a required property");
+      const net = d.network?.();
+      if (!net) throw badRequest('Security groups need the networking service, which this cloud does not run.');
+      await net.setSecurityGroup(s.projectId, id, group, add);
+      return { code: 202 };
     };
     const handlers: Record<string, Handler> = {
       'os-start': power('os_compute_api:servers:start', 'start'),
@@ -79,6 +103,8 @@ export function registerServerActionRoutes(app: App, d: ServerRouteDeps, ops: Se
         return { code: 202, headers: { Location: location }, body: atLeast(req, 45) ? { image_id: imageId } : undefined };
       },
       forceDelete: async () => { check('os_compute_api:os-deferred-delete:force'); await d.servers.delete(c, id); return { code: 202 }; },
+      addSecurityGroup: async (a) => sg(a, true),
+      removeSecurityGroup: async (a) => sg(a, false),
       'os-getConsoleOutput': async (a) => {
         check('os_compute_api:os-console-output');
         const raw = obj(a).length;

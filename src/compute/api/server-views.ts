@@ -55,7 +55,7 @@ export function serverBrief(deps: RouteDeps, s: ServerRecord) {
 }
 
 export function serverView(deps: RouteDeps, req: FastifyRequest, s: ServerRecord, inst: InstanceLike | undefined,
-  opts: { admin: boolean; hostUp?: boolean; groups?: string[] }) {
+  opts: { admin: boolean; hostUp?: boolean; groups?: string[]; addresses?: Record<string, unknown[]> }) {
   const vm = vmStateOf(s, inst);
   const task = taskStateOf(s, inst);
   const status = statusOf(vm, task);
@@ -66,7 +66,7 @@ export function serverView(deps: RouteDeps, req: FastifyRequest, s: ServerRecord
   const v: Record<string, unknown> = {
     id: s.id, name: s.name, status, tenant_id: s.projectId, user_id: s.userId, metadata: s.metadata, hostId: hostId(s),
     image: s.imageId ? { id: s.imageId, links: [{ rel: 'bookmark', href: `${deps.computeUrl()}/images/${s.imageId}` }] } : '',
-    flavor, created: iso(s.createdAt), updated: iso(s.updatedAt), addresses: {},
+    flavor, created: iso(s.createdAt), updated: iso(s.updatedAt), addresses: opts.addresses ?? {},
     accessIPv4: s.accessIpv4 ?? '', accessIPv6: s.accessIpv6 ?? '', links: links(deps, 'servers', s.id),
     'OS-DCF:diskConfig': 'MANUAL', progress: 0, 'OS-EXT-AZ:availability_zone': s.availabilityZone ?? '',
     config_drive: s.configDrive ? 'True' : '', key_name: s.keyName,

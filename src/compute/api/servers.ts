@@ -3,7 +3,7 @@ import type { FastifyRequest } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import type { Kysely } from 'kysely';
 import type { App } from '../../core/http.js';
-import { badRequest, notFound } from '../../core/errors.js';
+import { badRequest } from '../../core/errors.js';
 import { rowToInstance } from '../store.js';
 import type { HostDirectory } from '../hosts.js';
 import type { ServerGroupService } from '../server-groups.js';
@@ -29,7 +29,8 @@ const ServerCreate = Type.Object({
     min_count: Type.Optional(Type.Integer({ minimum: 1 })),
     max_count: Type.Optional(Type.Integer({ minimum: 1 })),
     return_reservation_id: Type.Optional(Type.Boolean()),
-    networks: Type.Optional(Type.Union([Type.Literal('auto'), Type.Literal('none'), Type.Array(Type.Object({
+    // No `type` on the string branch: with coerceTypes 'array', Ajv would otherwise unwrap a one-element list.
+    networks: Type.Optional(Type.Union([Type.Unsafe<'auto' | 'none'>({ enum: ['auto', 'none'] }), Type.Array(Type.Object({
       uuid: Type.Optional(Type.String()), port: Type.Optional(Type.String()), fixed_ip: Type.Optional(Type.String()), tag: Type.Optional(Type.String()),
     }, { additionalProperties: false }))])),
     security_groups: Type.Optional(Type.Array(Type.Object({ name: Type.String() }))),
@@ -65,6 +66,7 @@ export interface ServerRouteDeps extends RouteDeps {
   hosts: HostDirectory;
   groups: ServerGroupService;
   db: Kysely<any>;
+  network?: () => import('../servers/networking.js').ServerNetworking | undefined;
 }
 
 export function callerOf(req: FastifyRequest): Caller {
@@ -87,7 +89,8 @@ export async function renderServer(d: ServerRouteDeps, req: FastifyRequest, s: S
   const i = inst ?? (await instancesOf(d.db, [s.id])).get(s.id);
   const node = c.admin && s.host && atLeast(req, 16) ? await d.hosts.find(s.host) : undefined;
   const groups = atLeast(req, 71) ? (await d.groups.groupsOf(s.id)).map((g) => g.id) : [];
-  return serverView(d, req, s, i, { admin: c.admin, hostUp: node ? node.up : undefined, groups });
+  const addresses = s.deleted ? {} : await d.network?.()?.addresses(s.id);
+  return serverView(d, req, s, i, { admin: c.admin, hostUp: node ? node.up : undefined, groups, addresses });
 }
 
 export function registerServerRoutes(app: App, d: ServerRouteDeps): void {
@@ -110,7 +113,7 @@ export function registerServerRoutes(app: App, d: ServerRouteDeps): void {
       name: b.name, imageRef: b.imageRef, flavorRef: String(b.flavorRef), keyName: b.key_name, userData: b.user_data,
       metadata: b.metadata, availabilityZone: b.availability_zone,
       configDrive: typeof b.config_drive === 'string' ? boolParam('config_drive', b.config_drive) ?? false : b.config_drive,
-      minCount: b.min_count, maxCount: b.max_count, hints, networks: b.networks ?? 'auto', description: b.description,
+      minCount: b.min_count, maxCount: b.max_count, hints, networks: b.networks ?? 'auto', securityGroups: b.security_groups?.map((g) => g.name), description: b.description,
       tags: b.tags, hostname: b.hostname, accessIPv4: b.accessIPv4, accessIPv6: b.accessIPv6,
     });
     reply.code(202);
@@ -151,8 +154,9 @@ export function registerServerRoutes(app: App, d: ServerRouteDeps): void {
     if (!sortKey) throw badRequest(`Invalid sort_key: ${lastOf(q.sort_key)}`);
     const rows = await query.orderBy(sortKey, sortDir).orderBy('id', sortDir).execute();
     const tags = new Map<string, string[]>();
-    if (rows.length) {
-      const tagRows = await d.db.selectFrom('compute_server_tags').selectAll().execute();
+    for (let i = 0; i < rows.length; i += 500) {
+      const tagRows = await d.db.selectFrom('compute_server_tags').selectAll()
+        .where('server_id', 'in', rows.slice(i, i + 500).map((r) => r.id as string)).execute();
       for (const t of tagRows) tags.set(t.server_id as string, [...(tags.get(t.server_id as string) ?? []), t.tag as string]);
     }
     let servers = rows.map((r) => rowToServer(r, (tags.get(r.id as string) ?? []).sort()));
@@ -223,5 +227,4 @@ export function registerServerRoutes(app: App, d: ServerRouteDeps): void {
     await d.servers.delete(c, s.id);
     return reply.code(204).send();
   });
-  void notFound;
 }

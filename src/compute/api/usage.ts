@@ -30,7 +30,8 @@ function serverUsage(s: ServerRecord, start: Date, end: Date) {
   const launched = new Date(s.launchedAt ?? s.createdAt);
   const terminated = s.terminatedAt ? new Date(s.terminatedAt) : undefined;
   const from = Math.max(launched.getTime(), start.getTime());
-  const to = Math.min(terminated?.getTime() ?? end.getTime(), end.getTime());
+  // A running server has used nothing beyond now, whatever end the caller asks about.
+  const to = Math.min(terminated?.getTime() ?? Date.now(), end.getTime());
   const hours = Math.max(0, to - from) / HOUR;
   const state = s.deleted ? 'terminated' : s.vmState === 'error' ? 'error' : s.vmState === 'building' ? 'building' : 'active';
   return {

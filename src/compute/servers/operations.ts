@@ -174,7 +174,7 @@ export class ServerOperations {
   private async built(c: Caller, id: string, op: string): Promise<ServerRecord> {
     const s = await this.servers.get(c, id);
     this.servers.checkLock(c, s);
-    if (s.vmState !== 'active' && !(s.vmState === 'resized' && op === 'resize')) {
+    if (s.vmState !== 'active') {
       throw conflict(`Cannot '${op}' instance ${id} while it is in vm_state ${s.vmState}`);
     }
     if (s.task || s.taskState) throw conflict(`Cannot '${op}' instance ${id} while it is in task_state ${s.taskState ?? s.task?.type}`);

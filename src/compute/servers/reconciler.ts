@@ -10,6 +10,7 @@ import type { Scheduler, PlacementLike } from '../scheduler/index.js';
 import type { ServerGroupService } from '../server-groups.js';
 import { closeAction, openActions, type ActionLog } from './actions.js';
 import type { ImageLookup, InstanceApi, InstanceLike } from './ports.js';
+import type { ServerNetworking } from './networking.js';
 import type { ServerRecord, ServerStore } from './store.js';
 import { taskStep } from './tasks.js';
 
@@ -29,6 +30,7 @@ export interface ReconcilerDeps {
   /** How often every unfinished server is looked at (crash recovery, other controllers' changes). */
   sweepMs: number;
   images?: () => ImageLookup;
+  network?: () => ServerNetworking | undefined;
 }
 
 export class ServerReconciler {
@@ -41,6 +43,7 @@ export class ServerReconciler {
   constructor(private readonly d: ReconcilerDeps) {}
 
   start(): void {
+    this.stopped = false;
     this.d.instances.events.on('instance', this.onInstance);
     const sweep = async () => {
       try {
@@ -119,7 +122,20 @@ export class ServerReconciler {
       inst = undefined;
     }
     if (!inst) {
+      // Ports bound to the chosen host before the guest exists: its agent plugs the taps.
+      const net = d.network?.();
+      let nics: Awaited<ReturnType<ServerNetworking['plug']>> = [];
+      if (net && s.request.nics?.length) {
+        try {
+          nics = await net.plug({ id: s.id, projectId: s.projectId, host: s.host!, availabilityZone: s.availabilityZone, nics: s.request.nics,
+            securityGroups: s.request.securityGroups });
+        } catch (e) {
+          await d.placement.deleteAllocations(s.id);
+          return this.fail(s, `Build of instance ${s.id} aborted: ${(e as Error).message}`, 400);
+        }
+      }
       await d.instances.createInstance({
+        nics,
         id: s.id, projectId: s.projectId, userId: s.userId, name: s.name, imageId: s.imageId!, host: s.host!,
         vcpus: s.flavor.vcpus, ramMb: s.flavor.ram, diskGb: s.flavor.disk, hostname: s.hostname, metadata: s.metadata,
         keys: s.keyName && s.keyData ? [{ name: s.keyName, publicKey: s.keyData }] : [],
@@ -163,6 +179,7 @@ export class ServerReconciler {
     const d = this.d;
     const inst = await d.instances.getInstance(s.id);
     if (inst) { if (!inst.deleted) await d.instances.deleteInstance(s.id); return; }
+    await d.network?.()?.release(s.id);
     await d.placement.deleteAllocations(s.id);
     await d.groups.removeMember(s.id);
     const actionId = s.task?.type === 'delete' ? s.task.actionId : undefined;

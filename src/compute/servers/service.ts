@@ -15,6 +15,7 @@ import type { ServerGroupService } from '../server-groups.js';
 import { ActionLog } from './actions.js';
 import { ServerStore, type FlavorSnapshot, type ServerRecord } from './store.js';
 import type { InstanceApi, ImageLookup } from './ports.js';
+import type { RequestedNic, ServerNetworking } from './networking.js';
 
 export interface CreateServerInput {
   name: string;
@@ -29,6 +30,7 @@ export interface CreateServerInput {
   maxCount?: number;
   hints?: Record<string, unknown>;
   networks?: 'auto' | 'none' | unknown[];
+  securityGroups?: string[];
   description?: string | null;
   tags?: string[];
   hostname?: string;
@@ -51,6 +53,7 @@ export class ServerService {
     private readonly deps: {
       flavors: FlavorService; keypairs: KeypairService; quotas: QuotaService; groups: ServerGroupService;
       aggregates: AggregateService; hosts: HostDirectory; instances: InstanceApi; images: () => ImageLookup; log: Logger;
+      network?: () => ServerNetworking | undefined;
     },
   ) {
     this.store = new ServerStore(db);
@@ -127,9 +130,13 @@ export class ServerService {
       const g = await d.groups.get(groupId).catch(() => undefined);
       if (!g || (g.projectId !== c.projectId && !c.admin)) throw badRequest(`Invalid server group: ${groupId} could not be found.`);
     }
-    if (Array.isArray(input.networks) && input.networks.length) {
-      throw badRequest('Explicit networks are not supported yet: use "networks": "none" or "auto" (no network interface until the network service is wired in).');
+    const net = d.network?.();
+    let nics: RequestedNic[] = [];
+    if (net) nics = await net.resolve(c.projectId, input.networks ?? 'auto', input.securityGroups);
+    else if (Array.isArray(input.networks) && input.networks.length) {
+      throw badRequest('Explicit networks need the networking service, which this cloud does not run.');
     }
+    if (nics.some((n) => n.portId || n.fixedIp) && max > 1) throw badRequest('A port or fixed IP cannot be shared by several servers (max_count > 1).');
     const hostname = sanitizeHostname(input.hostname ?? name);
 
     const snapshot: FlavorSnapshot = {
@@ -150,7 +157,8 @@ export class ServerService {
       imageId: image.id, flavor: snapshot, keyName: input.keyName ?? null, keyData, userData, metadata,
       configDrive: input.configDrive ?? false, requestedAz: zone ?? null, availabilityZone: zone ?? null, host: null,
       vmState: 'building', taskState: 'scheduling', task: null, fault: null,
-      request: { hints, groupId, triedHosts: [], attempts: 0, forcedHost, imageProperties: image.properties },
+      request: { hints, groupId, triedHosts: [], attempts: 0, forcedHost, imageProperties: image.properties, nics,
+        ...(input.securityGroups?.length ? { securityGroups: input.securityGroups } : {}) },
       reservationId, launchIndex: i, locked: false, lockedReason: null, lockedBy: null,
       accessIpv4: input.accessIPv4 ?? null, accessIpv6: input.accessIPv6 ?? null,
       createdAt: now, updatedAt: now, launchedAt: null, terminatedAt: null, deleted: false, tags: input.tags ?? [],

@@ -30,6 +30,10 @@ export interface ScheduleRequest {
   /** The flavor before the last resize (what revertResize goes back to). */
   previousFlavor?: FlavorSnapshot;
   imageProperties: Record<string, string>;
+  /** NICs asked for at create time (resolved by the networking service), plugged at build. */
+  nics?: import('./networking.js').RequestedNic[];
+  /** Security groups asked for at create time (names or ids). */
+  securityGroups?: string[];
 }
 
 /** A multi-step operation the server reconciler drives (resize, rebuild, snapshot). */

@@ -40,3 +40,16 @@ export function boolQuery(v: unknown, name: string): boolean | undefined {
 
 export type Query = Record<string, string | undefined>;
 export const q = (req: FastifyRequest): Query => (req.query ?? {}) as Query;
+
+/** The attributes of a request entity that are not first-class columns (Keystone keeps them). */
+export function extraOf(entity: Record<string, unknown>, known: string[], previous = '{}'): string {
+  const extra: Record<string, unknown> = JSON.parse(previous || '{}');
+  for (const [k, v] of Object.entries(entity)) {
+    if (known.includes(k) || k === 'links' || k === 'id') continue;
+    if (JSON.stringify(v).length > 4096) throw badRequest(`Attribute '${k}' is too large.`);
+    extra[k] = v;
+  }
+  return JSON.stringify(extra);
+}
+
+export const IdParam = { type: 'object', properties: { id: { type: 'string', maxLength: 255 } }, required: ['id'] } as const;
