@@ -14,7 +14,6 @@ import { requestId } from './ids.js';
 export type App = FastifyInstance<RawServerDefault, RawRequestDefaultExpression, RawReplyDefaultExpression,
   FastifyBaseLogger, TypeBoxTypeProvider>;
 
-const BODYLESS = new Set(['DELETE', 'GET', 'HEAD']);
 const REQUEST_ID_HEADER = 'x-openstack-request-id';
 const VALID_REQUEST_ID = /^req-[0-9a-f-]{36}$/;
 
@@ -55,9 +54,10 @@ export function createHttpApp(opts: HttpOptions): App {
   app.addHook('onRequest', async (req, reply) => {
     reply.header('X-OpenStack-Request-Id', req.id);
     // OpenStack clients (tempest's rest client, keystoneauth) send Content-Type: application/json
-    // on body-less DELETE/GET; that is no body, not an empty JSON document.
+    // on body-less requests (DELETE, GET, Keystone's role-assignment PUT): that is no body, not an
+    // empty JSON document. Routes that need a body still refuse it through their schema.
     const h = req.headers;
-    if (BODYLESS.has(req.method) && (h['content-length'] ?? '0') === '0' && h['transfer-encoding'] === undefined) {
+    if ((h['content-length'] ?? '0') === '0' && h['transfer-encoding'] === undefined) {
       delete h['content-type'];
     }
   });

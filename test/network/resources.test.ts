@@ -190,6 +190,10 @@ test('body-less DELETE with Content-Type: application/json (tempest, keystoneaut
   const del = await api(tc.url, 'DELETE', net(`/networks/${n.body.network.id}`),
     { token, headers: { 'Content-Type': 'application/json' } });
   assert.equal(del.status, 204, del.text);
+  // ... while a route that needs a body still refuses an empty one with a 400.
+  const empty = await api(tc.url, 'POST', net('/networks'), { token, headers: { 'Content-Type': 'application/json' } });
+  assert.equal(empty.status, 400, empty.text);
+  assert.equal(empty.body.NeutronError.type, 'HTTPBadRequest');
 });
 
 test('tempest regressions: gateway set at router create persists; quotas details.json; external network delete takes idle floating IPs', async () => {
