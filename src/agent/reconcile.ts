@@ -146,6 +146,7 @@ export class Reconciler {
         info = await driver.getInfo(d.id);
       }
       await this.applyFlavor(d, info!, log);
+      await this.syncNics(d, log);
       if (d.task && !rec.doneTasks.includes(d.task.id)) {
         rec.taskResult = await this.runTask(d, log);
         rec.doneTasks = [...rec.doneTasks.slice(-19), d.task.id];
@@ -198,6 +199,16 @@ export class Reconciler {
       log.error({ err: (e as Error).message, task: task.type }, 'task failed');
       return { taskId: task.id, ok: false, error: (e as Error).message };
     }
+  }
+
+  /** Interface attach/detach: NICs hot-plugged (QMP) into the running guest, or recorded for its next start. */
+  private async syncNics(d: DesiredInstance, log: Logger): Promise<void> {
+    const spec = await this.o.driver.getSpec(d.id);
+    if (!spec) return;
+    const have = new Set(spec.nics.map((n) => n.id));
+    const want = new Set(d.nics.map((n) => n.id));
+    for (const n of spec.nics) if (!want.has(n.id)) { log.info({ nic: n.id }, 'detaching NIC'); await this.o.driver.detachNic(d.id, n.id); }
+    for (const n of d.nics) if (!have.has(n.id)) { log.info({ nic: n.id }, 'attaching NIC'); await this.o.driver.attachNic(d.id, n); }
   }
 
   /** vCPUs/RAM/disk can only change while the guest is stopped; otherwise it waits for a stop. */

@@ -32,6 +32,7 @@ import { ServerOperations } from './servers/operations.js';
 import type { ImageLookup, InstanceApi } from './servers/ports.js';
 import { ServerReconciler } from './servers/reconciler.js';
 import { ServerService } from './servers/service.js';
+import { registerInterfaceRoutes } from './api/interfaces.js';
 import type { ServerNetworking } from './servers/networking.js';
 
 /** `compute.scheduler` in stratus.yaml: allocation ratios and weigher multipliers. */
@@ -121,6 +122,7 @@ export function createNovaApi(ctx: ServiceContext, deps: NovaDeps): NovaApi {
         registerHostRoutes(v21, routeDeps, hosts, aggregates);
         registerServerRoutes(v21, serverRoutes);
         registerServerActionRoutes(v21, serverRoutes, operations);
+        registerInterfaceRoutes(v21, serverRoutes, deps.instances);
         registerUsageRoutes(v21, routeDeps, db);
       }, { prefix: '/v2.1' });
     },

@@ -154,6 +154,11 @@ export class ComputeService {
     });
   }
 
+  /** Interface attach/detach: the guest's NICs (the agent hot-plugs the difference). */
+  async setNics(id: string, nics: { id: string; mac: string; tap: string; mtu?: number }[]): Promise<InstanceRecord> {
+    return this.mutate(id, (i) => { i.nics = nics; });
+  }
+
   async deleteInstance(id: string): Promise<InstanceRecord> {
     return this.mutate(id, (i) => {
       i.deleted = true;

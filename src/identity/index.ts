@@ -1,7 +1,7 @@
 // Identity (Keystone v3): the module the server composes, and the interface other services call.
 import type { FastifyRequest } from 'fastify';
 import type { AuthContext, TokenValidator } from '../core/auth.js';
-import { keystoneError, unauthorized } from '../core/errors.js';
+import { badRequest, keystoneError, unauthorized } from '../core/errors.js';
 import { useErrorStyle, type App } from '../core/http.js';
 import type { CatalogEntry, ServiceContext, ServiceModule } from '../core/service.js';
 import { authRoutes } from './api/auth.js';
@@ -86,6 +86,12 @@ function versionDoc(baseUrl: string) {
   };
 }
 
+function hasNul(v: unknown, depth = 0): boolean {
+  if (typeof v === 'string') return v.includes('\u0000');
+  if (!v || typeof v !== 'object' || depth > 32) return false;
+  return Object.entries(v).some(([k, x]) => k.includes('\u0000') || hasNul(x, depth + 1));
+}
+
 export function createIdentity(ctx: ServiceContext): IdentityModule {
   ctx.policy.registerDefaults(IDENTITY_RULES);
   const ring = new KeyRing(ctx.cfg.dataDir);
@@ -109,6 +115,12 @@ export function createIdentity(ctx: ServiceContext): IdentityModule {
           if (req.routeOptions.config?.public) return;
           const token = req.headers['x-auth-token'];
           req.auth = await module.validateToken(typeof token === 'string' ? token : '');
+        });
+        // PostgreSQL cannot store NUL in text: refuse it up front (a clean 400, not a 500).
+        v3.addHook('preValidation', async (req: FastifyRequest) => {
+          if (hasNul(req.params) || hasNul(req.query) || hasNul(req.body)) {
+            throw badRequest('Invalid input: NUL characters are not allowed.');
+          }
         });
         v3.get('/', { config: { public: true } }, async () => ({ version: versionDoc(ctx.baseUrl()) }));
         await authRoutes(v3, deps);

@@ -37,6 +37,8 @@ export const IDENTITY_RULES: Record<string, string> = {
   'identity:update_user': 'rule:admin',
   'identity:delete_user': 'rule:admin',
   'identity:list_groups_for_user': 'rule:identity_reader or rule:self',
+  // The original password is checked too; only the user itself may change it this way.
+  'identity:change_password': 'rule:self',
 
   'identity:get_group': 'rule:identity_reader',
   'identity:list_groups': 'rule:identity_reader',

@@ -62,6 +62,44 @@ export function serverNetworking(network: NetworkModule): ServerNetworking {
       return nics;
     },
 
+    async attach(srv, want) {
+      const existing = await svc.serverPorts(srv.id);
+      const az = srv.availabilityZone ?? undefined;
+      let port;
+      if (want.portId) {
+        const p = await store.get('port', want.portId);
+        if (!p || p.project_id !== srv.projectId) throw badRequest(`Port ${want.portId} could not be found.`);
+        if (p.device_id && p.device_id !== srv.id) throw badRequest(`Port ${want.portId} is still in use.`);
+        port = await svc.claimPort(p.id, { projectId: srv.projectId, serverId: srv.id, availabilityZone: az });
+      } else {
+        if (!want.networkId) throw badRequest('Specify a net_id or a port_id.');
+        try { await svc.get('network', projectCaller(srv.projectId), want.networkId); } catch { throw badRequest(`Network ${want.networkId} could not be found.`); }
+        // A tag past the create-time NICs marks the port as compute's (deleted on detach).
+        const n = existing.length + 100;
+        port = await svc.createServerPort({ projectId: srv.projectId, serverId: srv.id, networkId: want.networkId, fixedIp: want.fixedIp,
+          hostId: srv.host, availabilityZone: az });
+        port.tags = [...(port.tags ?? []), `nic-${n}`];
+        await store.update('port', port);
+      }
+      if (port['binding:host_id'] !== srv.host) port = await svc.bindPort(port.id, srv.host);
+      const net = await store.get('network', port.network_id);
+      return { id: port.id, mac: port.mac_address, tap: tapNameFor(port.id), ...(net?.mtu ? { mtu: Number(net.mtu) } : {}) };
+    },
+
+    async detach(serverId, portId) {
+      const p = (await svc.serverPorts(serverId)).find((x) => x.id === portId);
+      if (!p) return;
+      if ((p.tags as string[] | undefined)?.some((t) => /^nic-\d+$/.test(t))) await svc.deleteServerPort(p.id);
+      else await svc.detachPort(p.id);
+    },
+
+    async interfaces(serverId) {
+      return (await svc.serverPorts(serverId)).filter((p) => String(p.device_owner).startsWith('compute:')).map((p) => ({
+        port_id: p.id, net_id: p.network_id, mac_addr: p.mac_address, port_state: String(p.status),
+        fixed_ips: (p.fixed_ips as { subnet_id: string; ip_address: string }[]).map((f) => ({ subnet_id: f.subnet_id, ip_address: f.ip_address })),
+      }));
+    },
+
     async release(serverId) {
       for (const p of await svc.serverPorts(serverId)) {
         const made = (p.tags as string[] | undefined)?.some((t) => /^nic-\d+$/.test(t));

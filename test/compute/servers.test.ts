@@ -207,3 +207,17 @@ test('quota: over-quota create is a 403 with a clear message; bad input is 400',
   const unknownAction = await api(tc.url, 'POST', `${V}/servers/${none.body.server.id}/action`, { token: admin, body: { fly: {} } });
   assert.equal(unknownAction.status, 400);
 });
+
+test('a build recorded while no reconciler runs (a controller that died) is resumed by the next one', async () => {
+  const rec = tc.cloud.compute.nova.reconciler;
+  await rec.stop();
+  const r = await create(admin, { name: 'orphaned-build' });
+  assert.equal(r.status, 202);
+  await new Promise((res) => setTimeout(res, 500));
+  const waiting = await api(tc.url, 'GET', `${V}/servers/${r.body.server.id}`, { token: admin });
+  assert.equal(waiting.body.server.status, 'BUILD');
+  assert.equal(waiting.body.server['OS-EXT-SRV-ATTR:host'], null);
+  rec.start(); // its first sweep finds the unfinished build
+  const s = await waitStatus(admin, r.body.server.id, 'ACTIVE');
+  assert.equal(s['OS-EXT-SRV-ATTR:host'], 'fake-1');
+});

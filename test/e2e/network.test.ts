@@ -137,6 +137,15 @@ test('two guests on a tenant network: API fixed IPs by DHCP, ping each other, SN
   const bSnat = await until('b\'s user data result', () => /SNAT-SEEN PEER=([\d.]+)/.exec(consoleOf(b.id)), 60_000);
   assert.equal(bSnat[1], gatewayIp, 'b leaves through the router\'s SNAT address');
 
+  // Interface attach: a second NIC hot-plugged (QMP) into the running guest gets its own lease.
+  assert.equal((await tc.openstack(['server', 'add', 'network', 'guest-a', 'net-a'], as)).code, 0);
+  const second = (await tc.openstackJson(['port', 'list', '--server', a.id], as)).find((p: { ID: string }) => p.ID !== a.portId);
+  const ip2 = second['Fixed IP Addresses'][0].ip_address;
+  const nic2 = await until('hot-plugged NIC lease', () => parseGuestMarkers(consoleOf(a.id)).nets.find((n) => n.ip === `${ip2}/24`), 90_000);
+  assert.equal(nic2.mac, second['MAC Address']);
+  assert.equal((await tc.openstack(['server', 'remove', 'port', 'guest-a', second.ID], as)).code, 0);
+  await until('detached port gone', async () => (await tc.openstackJson(['port', 'list', '--server', a.id], as)).length === 1, 60_000);
+
   // Security groups: no ICMP rule yet; removing the SSH rule cuts SSH; adding ICMP allows ping.
   assert.notEqual((await stratus(['exec-external', '--data-dir', tc.dataDir, '--', 'ping', '-c', '1', '-W', '2', fip])).code, 0, 'no ICMP rule: no ping');
   assert.equal((await tc.openstack(['security', 'group', 'rule', 'delete', sshRuleId], as)).code, 0);

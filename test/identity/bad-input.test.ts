@@ -51,6 +51,12 @@ test('malformed JSON, wrong types, missing wrappers, unknown options', async () 
   const text = await call('POST', '/projects', undefined, { raw: 'name=x', headers: { 'Content-Type': 'text/plain' } });
   assert.ok([400, 415].includes(text.status), `text/plain → ${text.status}`);
   isKeystoneError(text, text.status);
+  const nul = await call('POST', '/projects', { project: { name: 'a\u0000b' } });
+  assert.equal(nul.status, 400);
+  isKeystoneError(nul, 400, /NUL/);
+  assert.equal((await call('GET', '/users/%00')).status, 400);
+  assert.equal((await api(tc.url, 'POST', `${V3}/auth/tokens`, { body: { auth: { identity: { methods: ['password'],
+    password: { user: { name: 'x\u0000', domain: { id: 'default' }, password: 'p' } } } } } })).status, 400);
   const q = await call('GET', '/projects?enabled=maybe');
   assert.equal(q.status, 400);
   assert.equal(await count('/users', 'users'), users0, 'no user was created by any failed request');

@@ -76,6 +76,11 @@ test('user create|list|show|set|delete; disabled, re-passworded and deleted user
     token: t2.token, body: { user: { original_password: 'wrong', password: 'pw-three-3' } },
   });
   assert.equal(own.status, 401);
+  const adminId = (await issue(tc, 'admin', tc.adminPassword)).body.token.user.id;
+  const others = await api(tc.url, 'POST', `${V3}/users/${adminId}/password`, {
+    token: t2.token, body: { user: { original_password: tc.adminPassword, password: 'taken-over' } },
+  });
+  assert.equal(others.status, 403, 'nobody changes another user\'s password this way');
   const own2 = await api(tc.url, 'POST', `${V3}/users/${u.id}/password`, {
     token: t2.token, body: { user: { original_password: 'pw-two-2', password: 'pw-three-3' } },
   });

@@ -23,7 +23,7 @@ after(async () => {
   await tc?.stop();
 });
 
-test('server create --network / auto make bound ports; add/remove security group; addresses from ports and floating IPs; delete releases ports', async () => {
+test('server create --network / auto make bound ports; add/remove security group; interface attach/detach; addresses from ports and floating IPs; delete releases ports', async () => {
   const img = join(tc.dataDir, 'tiny.img');
   writeFileSync(img, Buffer.alloc(64 * 1024));
   await tc.openstackJson(['image', 'create', '--file', img, '--disk-format', 'raw', '--container-format', 'bare', 'tiny'], as);
@@ -60,6 +60,16 @@ test('server create --network / auto make bound ports; add/remove security group
   assert.equal((await tc.openstack(['server', 'add', 'floating', 'ip', 's1', fip], as)).code, 0);
   assert.match(JSON.stringify((await tc.openstackJson(['server', 'show', 's1'], as)).addresses), new RegExp(fip.replace(/\./g, '\\.')));
   assert.equal((await tc.openstack(['server', 'remove', 'floating', 'ip', 's1', fip], as)).code, 0);
+
+  // os-interface: attach a NIC on the network (a new bound port, added to the guest's NICs), then detach it.
+  assert.equal((await tc.openstack(['server', 'add', 'network', 's1', 'net-s'], as)).code, 0);
+  const two = await tc.openstackJson(['port', 'list', '--server', s1.id], as);
+  assert.equal(two.length, 2);
+  const added = two.find((p: { ID: string }) => p.ID !== port.id).ID;
+  assert.deepEqual((await tc.cloud.compute.service.getInstance(s1.id))?.nics.map((n) => n.id).sort(), [port.id, added].sort());
+  assert.equal((await tc.openstack(['server', 'remove', 'port', 's1', added], as)).code, 0);
+  assert.deepEqual((await tc.openstackJson(['port', 'list', '--server', s1.id], as)).map((p: { ID: string }) => p.ID), [port.id]);
+  assert.deepEqual((await tc.cloud.compute.service.getInstance(s1.id))?.nics.map((n) => n.id), [port.id]);
 
   // networks "auto" (what the CLI sends without --network): the project's only network.
   const s2 = await tc.openstackJson(['server', 'create', '--image', 'tiny', '--flavor', '42', '--wait', 's2'], as);

@@ -28,6 +28,20 @@ export interface ServerNetworking {
   setSecurityGroup(projectId: string, serverId: string, group: string, add: boolean): Promise<void>;
   /** The project's security groups as Nova's os-security-groups proxy shows them (the CLI resolves names there). */
   securityGroups(projectId: string): Promise<{ id: string; name: string; description: string; tenant_id: string; rules: unknown[] }[]>;
+  /** Interface attach: a new port on `netId` (or the user's port), bound to the server's host. */
+  attach(s: { id: string; projectId: string; host: string; availabilityZone: string | null }, req: RequestedNic): Promise<ServerNic>;
+  /** Interface detach: the port is deleted if compute made it, else only detached. */
+  detach(serverId: string, portId: string): Promise<void>;
+  /** os-interface views of the server's ports. */
+  interfaces(serverId: string): Promise<InterfaceAttachment[]>;
   /** Nova's `addresses`: network name → [{addr, version, OS-EXT-IPS:type, OS-EXT-IPS-MAC:mac_addr}]. */
   addresses(serverId: string): Promise<Record<string, unknown[]>>;
+}
+
+export interface InterfaceAttachment {
+  port_id: string;
+  net_id: string;
+  mac_addr: string;
+  port_state: string;
+  fixed_ips: { subnet_id: string; ip_address: string }[];
 }

@@ -41,6 +41,9 @@ export interface InstanceApi {
   resize(id: string, flavor: { vcpus: number; ramMb: number; diskGb?: number }): Promise<InstanceLike>;
   snapshot(id: string, opts: { name: string; imageId?: string }): Promise<{ instance: InstanceLike; task: { id: string } }>;
   deleteInstance(id: string): Promise<InstanceLike>;
+  /** Interface attach/detach (the NICs the agent gives the guest). */
+  setNics?(id: string, nics: { id: string; mac: string; tap: string; mtu?: number }[]): Promise<InstanceLike>;
+  getNics?(id: string): Promise<{ id: string; mac: string; tap: string; mtu?: number }[]>;
   /** Serial console bytes read by the host's agent (negative offset: the last -offset bytes). */
   consoleOutput(id: string, opts: { offset?: number; maxBytes?: number }): Promise<{ text: string; next: number; size: number }>;
 }

@@ -43,6 +43,7 @@ export class ServerReconciler {
   constructor(private readonly d: ReconcilerDeps) {}
 
   start(): void {
+    this.stopped = false;
     this.d.instances.events.on('instance', this.onInstance);
     const sweep = async () => {
       try {

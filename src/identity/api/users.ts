@@ -119,7 +119,7 @@ export async function userRoutes(app: App, d: Deps): Promise<void> {
 
   app.post('/users/:id/password', { schema: { params: IdParams, body: PasswordChange } }, async (req, reply) => {
     const r = await mustUser(d, req.params.id);
-    if (authOf(req).userId !== r.id) throw forbidden('You can only change your own password.');
+    allow(d, req, 'identity:change_password', { user_id: r.id });
     if (fromJson<Record<string, unknown>>(r.options, {}).lock_password) throw forbidden('The password of this user is locked.');
     const { password, original_password: original } = req.body.user;
     if (!(await verifyPassword(r.password_hash, original))) throw unauthorized('The original password is not correct.');
