@@ -2,6 +2,7 @@
 // the server's `task` so a controller restart resumes it: cold resize and its revert (on the
 // same host: stop → new size → start), rebuild (guest replaced from a new image on its host),
 // and snapshots (agent writes the disk image, the image service takes it).
+import { rm } from 'node:fs/promises';
 import { nowIso } from '../../core/ids.js';
 import { closeAction } from './actions.js';
 import type { ReconcilerDeps } from './reconciler.js';
@@ -94,6 +95,8 @@ export async function taskStep(d: ReconcilerDeps & { images?: () => ImageLookup 
     await save();
     try {
       await images.uploadImageData(t.imageId, 'system', { path: r.result.path });
+      // The image service keeps its own copy; the host's file is no longer needed.
+      await rm(r.result.path, { force: true }).catch(() => undefined);
     } catch (e) {
       return finish('Error', `snapshot upload failed: ${(e as Error).message}`);
     }
