@@ -161,7 +161,26 @@ async function checkSecurityGroups(c: Core, project: string, ids: string[], admi
   }
 }
 
+/**
+ * Ports owned by the network itself (router interface or gateway, DHCP, floating IP) are made by
+ * this service; the data plane trusts their device_owner/device_id (a router interface port joins
+ * the router named by device_id). So only admins may set or change them, else a project could plug
+ * its network into another project's router or take over its gateway.
+ */
+function guardDeviceOwner(caller: Caller, port: Doc | undefined, body: Record<string, any>): void {
+  if (caller.isAdmin) return;
+  const isNet = (o: unknown) => typeof o === 'string' && o.startsWith('network:');
+  const changes = (k: 'device_owner' | 'device_id') => body[k] !== undefined && String(body[k]) !== String(port?.[k] ?? '');
+  if (isNet(body.device_owner) && changes('device_owner')) {
+    throw forbidden(`Only admins can give a port the device owner '${body.device_owner}'.`, 'PolicyNotAuthorized');
+  }
+  if (port && isNet(port.device_owner) && (changes('device_owner') || changes('device_id'))) {
+    throw forbidden(`Port ${port.id} belongs to ${port.device_owner}; its device owner and id cannot change.`, 'PolicyNotAuthorized');
+  }
+}
+
 export async function createPort(c: Core, caller: Caller, body: Record<string, any>): Promise<Doc> {
+  guardDeviceOwner(caller, undefined, body);
   const net = await c.visibleNetwork(caller, body.network_id);
   const project = c.ownerFor(caller, body);
   const target = { ...body, project_id: project, network_project_id: net.project_id };
@@ -183,6 +202,7 @@ export async function updatePort(c: Core, caller: Caller, id: string, body: Reco
   const net = (await c.store.get('network', port.network_id))!;
   const target = c.target(port, { network_project_id: net.project_id });
   c.enforce(caller, 'update_port', target);
+  guardDeviceOwner(caller, port, body);
   for (const k of ['name', 'description', 'device_id', 'device_owner', 'binding:vnic_type'] as const) {
     if (body[k] !== undefined) port[k] = body[k];
   }

@@ -264,6 +264,29 @@ test('network: another project cannot see or touch networks, subnets, ports, gro
   expect(await call(demo, 'PUT', N(`/networks/${net.id}`), { network: { shared: true } }), 403, 'member shares network');
   const shownPort = await call(demo, 'GET', N(`/ports/${port.id}`));
   assert.equal(shownPort.body.port['binding:host_id'] ?? '', '', 'no host leaked or set');
+  // Attributes Neutron keeps for admins (or that would reach into another project).
+  const eveNet = (await call(eve, 'GET', N('/networks?name=e'))).body.networks[0];
+  await mk('/subnets', { subnet: { network_id: eveNet.id, cidr: '10.80.0.0/24', ip_version: 4 } }, eve);
+  expect(await call(eve, 'POST', N('/ports'), { port: { network_id: eveNet.id, fixed_ips: [{ subnet_id: sub.id }] } }), [400, 404], 'eve port with demo subnet ip');
+  // A port claiming to be an interface or the gateway of demo's router would plug eve's network into it.
+  for (const owner of ['network:router_interface', 'network:router_gateway', 'network:dhcp', 'network:floatingip']) {
+    expect(await call(eve, 'POST', N('/ports'), { port: { network_id: eveNet.id, device_owner: owner, device_id: router.id } }), 403, `port as ${owner}`);
+  }
+  const evePlain = await mk('/ports', { port: { network_id: eveNet.id } }, eve);
+  expect(await call(eve, 'PUT', N(`/ports/${evePlain.id}`), { port: { device_owner: 'network:router_interface', device_id: router.id } }), 403, 'port becomes an interface');
+  const eveSub = (await call(eve, 'GET', N(`/subnets?network_id=${eveNet.id}`))).body.subnets[0];
+  const iface = await call(eve, 'PUT', N(`/routers/${eveRouter.id}/add_router_interface`), { subnet_id: eveSub.id });
+  expect(iface, 200, 'own interface');
+  expect(await call(eve, 'PUT', N(`/ports/${iface.body.port_id}`), { port: { device_id: router.id } }), 403, 'interface moves to demo router');
+  expect(await call(eve, 'PUT', N(`/ports/${iface.body.port_id}`), { port: { name: 'fine' } }), 200, 'interface renamed');
+  const demoIfaces = await call(admin, 'GET', N(`/ports?device_id=${router.id}`));
+  assert.deepEqual(demoIfaces.body.ports.map((p: any) => p.project_id).filter((p: string) => p !== demoProject), [], 'only demo ports on demo router');
+  const pub = (await call(eve, 'GET', N('/networks?router:external=true'))).body.networks[0];
+  if (pub) {
+    const fip = await call(eve, 'POST', N('/floatingips'), { floatingip: { floating_network_id: pub.id, port_id: port.id } });
+    expect(fip, [400, 404], 'floating ip onto demo port');
+    expect(await call(eve, 'PUT', N(`/routers/${eveRouter.id}`), { router: { external_gateway_info: { network_id: pub.id, enable_snat: false } } }), [403], 'member disables snat');
+  }
   expect(await call(eve, 'PUT', N(`/quotas/${eveProject}`), { quota: { network: 1000 } }), 403, 'member raises own quota');
   expect(await call(eve, 'GET', N(`/quotas/${demoProject}`)), [403, 404], 'member reads other quota');
   // demo's things survive eve's attempts.
@@ -321,6 +344,21 @@ test('compute: keypairs, server groups, servers and metadata are private; admin 
     expect(await call(demo, 'POST', C(`/servers/${id}/action`), { 'os-migrateLive': { host: null, block_migration: 'auto' } },
       { 'OpenStack-API-Version': 'compute 2.30' }), [403], 'member live-migrates');
   }
+
+  // Booting onto another project's network or port, from its private image, with another user's key.
+  const demoNet = (await call(demo, 'POST', N('/networks'), { network: { name: 'demo-boot-net' } })).body.network;
+  await call(demo, 'POST', N('/subnets'), { subnet: { network_id: demoNet.id, cidr: '10.79.0.0/24', ip_version: 4 } });
+  const demoPort = (await call(demo, 'POST', N('/ports'), { port: { network_id: demoNet.id } })).body.port;
+  const boot = (extra: Record<string, unknown>) => call(eve, 'POST', C('/servers'),
+    { server: { name: 'eve-vm', flavorRef: flavor.id, imageRef: image.id, networks: 'none', ...extra } }, { 'OpenStack-API-Version': 'compute 2.37' });
+  const eveImage = (await call(eve, 'POST', '/image/v2/images', { name: 'eve-img', disk_format: 'raw', container_format: 'bare' })).body.id;
+  await api(tc.url, 'PUT', `/image/v2/images/${eveImage}/file`, { token: eve, rawBody: Buffer.alloc(512, 2), headers: { 'Content-Type': 'application/octet-stream' } });
+  expect(await boot({ imageRef: image.id }), [400, 404], 'boot from demo private image');
+  expect(await boot({ imageRef: eveImage, networks: [{ uuid: demoNet.id }] }), [400, 403, 404], 'boot on demo network');
+  expect(await boot({ imageRef: eveImage, networks: [{ port: demoPort.id }] }), [400, 403, 404, 409], 'boot on demo port');
+  expect(await boot({ imageRef: eveImage, key_name: 'demo-kp' }), [400, 404], 'boot with demo keypair');
+  expect(await call(demo, 'GET', N(`/ports/${demoPort.id}`)), 200, 'demo port untouched');
+  assert.equal((await call(demo, 'GET', N(`/ports/${demoPort.id}`))).body.port.device_id, '', 'demo port not claimed');
 
   // Admin-only APIs.
   const adminOnly: Array<[string, string, unknown?]> = [

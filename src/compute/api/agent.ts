@@ -58,7 +58,8 @@ export function agentRoutes(app: App, opts: { service: ComputeService; images: I
     const h = req.headers.authorization;
     const given = Buffer.from(typeof h === 'string' && h.startsWith('Bearer ') ? h.slice(7) : '');
     const want = expected();
-    if (given.length !== want.length || !timingSafeEqual(given, want)) throw unauthorized('A valid agent token is required.');
+    // An empty token file must not make an empty bearer valid.
+    if (want.length === 0 || given.length !== want.length || !timingSafeEqual(given, want)) throw unauthorized('A valid agent token is required.');
   };
 
   app.register(async (plain) => {
