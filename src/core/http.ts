@@ -7,7 +7,7 @@ import Fastify, {
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import client from 'prom-client';
 import type { Logger } from './log.js';
-import { ApiError, type ErrorFormatter, keystoneError } from './errors.js';
+import { ApiError, badRequest, type ErrorFormatter, keystoneError } from './errors.js';
 import { requestId } from './ids.js';
 
 /** A Fastify scope with TypeBox schemas typing each route's request. */
@@ -59,6 +59,13 @@ export function createHttpApp(opts: HttpOptions): App {
     const h = req.headers;
     if ((h['content-length'] ?? '0') === '0' && h['transfer-encoding'] === undefined) {
       delete h['content-type'];
+    }
+  });
+  // PostgreSQL cannot store a NUL character in text (SQLite can): refuse it at the edge with a 400
+  // in the route's error style, so both engines answer the same and nothing reaches the database.
+  app.addHook('preValidation', async (req) => {
+    if (/%00/.test(req.url) || hasNul(req.params) || hasNul(req.query) || hasNul(req.body)) {
+      throw badRequest('NUL characters are not allowed in requests.');
     }
   });
   app.addHook('onResponse', async (req, reply) => {
@@ -145,4 +152,14 @@ function describeError(err: FastifyError | ApiError | Error): {
     return { status: fe.statusCode, message: msg };
   }
   return { status: 500, message: 'An unexpected error prevented the server from fulfilling your request.' };
+}
+
+/** True when a parsed JSON value (not a stream or buffer) holds a string with a NUL character. */
+function hasNul(v: unknown, depth = 0): boolean {
+  if (typeof v === 'string') return v.includes('\u0000');
+  if (v === null || typeof v !== 'object' || depth > 64) return false;
+  if (Array.isArray(v)) return v.some((x) => hasNul(x, depth + 1));
+  const proto = Object.getPrototypeOf(v);
+  if (proto !== Object.prototype && proto !== null) return false;
+  return Object.entries(v).some(([k, x]) => k.includes('\u0000') || hasNul(x, depth + 1));
 }

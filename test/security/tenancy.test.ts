@@ -282,10 +282,15 @@ test('network: another project cannot see or touch networks, subnets, ports, gro
   const demoIfaces = await call(admin, 'GET', N(`/ports?device_id=${router.id}`));
   assert.deepEqual(demoIfaces.body.ports.map((p: any) => p.project_id).filter((p: string) => p !== demoProject), [], 'only demo ports on demo router');
   const pub = (await call(eve, 'GET', N('/networks?router:external=true'))).body.networks[0];
-  if (pub) {
+  assert.ok(pub, 'the public network is listed');
+  {
     const fip = await call(eve, 'POST', N('/floatingips'), { floatingip: { floating_network_id: pub.id, port_id: port.id } });
     expect(fip, [400, 404], 'floating ip onto demo port');
     expect(await call(eve, 'PUT', N(`/routers/${eveRouter.id}`), { router: { external_gateway_info: { network_id: pub.id, enable_snat: false } } }), [403], 'member disables snat');
+    expect(await call(eve, 'POST', N('/subnets'), { subnet: { network_id: pub.id, cidr: '198.51.100.0/28', ip_version: 4 } }), [403, 404], 'subnet on public');
+    expect(await call(eve, 'PUT', N(`/networks/${pub.id}`), { network: { name: 'mine' } }), [403, 404], 'rename public');
+    expect(await call(eve, 'DELETE', N(`/networks/${pub.id}`)), [403, 404], 'delete public');
+    expect(await call(eve, 'POST', N('/floatingips'), { floatingip: { floating_network_id: pub.id, floating_ip_address: '203.0.113.77' } }), [403, 400, 404], 'member picks a floating address');
   }
   expect(await call(eve, 'PUT', N(`/quotas/${eveProject}`), { quota: { network: 1000 } }), 403, 'member raises own quota');
   expect(await call(eve, 'GET', N(`/quotas/${demoProject}`)), [403, 404], 'member reads other quota');
