@@ -205,6 +205,13 @@ test('tempest regressions: gateway set at router create persists; quotas details
   assert.equal(shown.body.router.external_gateway_info?.enable_snat, true);
   assert.equal((await api(tc.url, 'DELETE', net(`/routers/${r.body.router.id}`), { token })).status, 204);
 
+  const v6net = await api(tc.url, 'POST', net('/networks'), { token, body: { network: { name: 'v6-nogw' } } });
+  const v6 = await api(tc.url, 'POST', net('/subnets'),
+    { token, body: { subnet: { network_id: v6net.body.network.id, cidr: '2001:db8::/64', ip_version: 6, gateway_ip: null } } });
+  assert.equal(v6.status, 201, v6.text);
+  assert.equal(v6.body.subnet.gateway_ip, null);
+  assert.equal((await api(tc.url, 'DELETE', net(`/networks/${v6net.body.network.id}`), { token })).status, 204);
+
   const project = shown.body.router.project_id;
   const details = await api(tc.url, 'GET', net(`/quotas/${project}/details.json`), { token });
   assert.equal(details.status, 200, details.text);

@@ -1,11 +1,14 @@
 // Request bodies (TypeBox): unknown attributes and wrong types are refused with a 400 at the edge.
-import { Type as T, type TSchema } from '@sinclair/typebox';
+import { Type as T, type Static, type TSchema } from '@sinclair/typebox';
 
 const Name = T.String({ maxLength: 255 });
 const Desc = T.String({ maxLength: 255 });
 const Id = T.String({ minLength: 1, maxLength: 255 });
 const Bool = T.Union([T.Boolean(), T.String({ pattern: '^([Tt]rue|[Ff]alse|TRUE|FALSE)$' })]);
-const Nullable = <S extends TSchema>(s: S) => T.Union([s, T.Null()]);
+// `type: [t, 'null']`, not anyOf: with Ajv's coerceTypes an anyOf tries the first branch and turns
+// null into "" (gateway_ip: null became '' and was refused).
+const Nullable = <S extends TSchema>(s: S) =>
+  T.Unsafe<Static<S> | null>(typeof s.type === 'string' ? { ...s, type: [s.type, 'null'] } : T.Union([s, T.Null()]));
 const owner = { project_id: T.Optional(Id), tenant_id: T.Optional(Id) };
 const common = { name: T.Optional(Name), description: T.Optional(Desc) };
 
