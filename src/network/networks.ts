@@ -136,11 +136,15 @@ export async function updateNetwork(c: Core, caller: Caller, id: string, body: R
 export async function deleteNetwork(c: Core, caller: Caller, id: string): Promise<void> {
   const net = await c.visibleNetwork(caller, id);
   c.enforce(caller, 'delete_network', c.target(net));
+  // Like Neutron, an external network takes its unassociated floating IPs with it.
+  const fips = await c.store.find('floatingip', { floating_network_id: id });
+  const idle = new Set(fips.filter((f) => !f.port_id).map((f) => f.id));
   const ports = await c.store.find('port', { network_id: id });
-  if (ports.some((p) => p.device_owner !== 'network:dhcp')) {
+  if (ports.some((p) => p.device_owner !== 'network:dhcp' && !(p.device_owner === 'network:floatingip' && idle.has(p.device_id)))) {
     throw conflict(`Unable to complete operation on network ${id}. There are one or more ports still in use on the network.`, 'NetworkInUse');
   }
   for (const p of ports) await deletePortDoc(c, p);
+  for (const f of idle) await c.store.delete('floatingip', f);
   for (const s of await c.store.find('subnet', { network_id: id })) await c.store.delete('subnet', s.id);
   for (const r of await c.store.find('rbac_policy', { object_type: 'network', object_id: id })) await c.store.delete('rbac_policy', r.id);
   await c.store.deleteSegment(id);

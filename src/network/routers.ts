@@ -15,7 +15,10 @@ export async function createRouter(c: Core, caller: Caller, body: Record<string,
     availability_zone_hints: body.availability_zone_hints ?? [], availability_zones: [c.cfg.availabilityZone],
   });
   await c.store.insert('router', router);
-  if (body.external_gateway_info) await setGateway(c, caller, router, body.external_gateway_info);
+  if (body.external_gateway_info) {
+    await setGateway(c, caller, router, body.external_gateway_info);
+    await c.store.update('router', router); // the gateway info lives on the router row
+  }
   return router;
 }
 

@@ -183,3 +183,41 @@ test('lists: filters, sorting, fields and paging with links', async () => {
   assert.deepEqual(external.map((x: { Name: string }) => x.Name), ['public']);
   for (const id of ids) assert.equal((await api(tc.url, 'DELETE', net(`/networks/${id}`), { token })).status, 204);
 });
+
+test('body-less DELETE with Content-Type: application/json (tempest, keystoneauth) is not an empty JSON body', async () => {
+  const n = await api(tc.url, 'POST', net('/networks'), { token, body: { network: { name: 'ct-delete' } } });
+  assert.equal(n.status, 201);
+  const del = await api(tc.url, 'DELETE', net(`/networks/${n.body.network.id}`),
+    { token, headers: { 'Content-Type': 'application/json' } });
+  assert.equal(del.status, 204, del.text);
+  // ... while a route that needs a body still refuses an empty one with a 400.
+  const empty = await api(tc.url, 'POST', net('/networks'), { token, headers: { 'Content-Type': 'application/json' } });
+  assert.equal(empty.status, 400, empty.text);
+  assert.equal(empty.body.NeutronError.type, 'HTTPBadRequest');
+});
+
+test('tempest regressions: gateway set at router create persists; quotas details.json; external network delete takes idle floating IPs', async () => {
+  const pub = (await api(tc.url, 'GET', net('/networks?name=public'), { token })).body.networks[0];
+  const r = await api(tc.url, 'POST', net('/routers'), { token, body: { router: { name: 'gw-at-create', external_gateway_info: { network_id: pub.id } } } });
+  assert.equal(r.status, 201, r.text);
+  const shown = await api(tc.url, 'GET', net(`/routers/${r.body.router.id}`), { token });
+  assert.equal(shown.body.router.external_gateway_info?.network_id, pub.id);
+  assert.equal(shown.body.router.external_gateway_info?.enable_snat, true);
+  assert.equal((await api(tc.url, 'DELETE', net(`/routers/${r.body.router.id}`), { token })).status, 204);
+
+  const project = shown.body.router.project_id;
+  const details = await api(tc.url, 'GET', net(`/quotas/${project}/details.json`), { token });
+  assert.equal(details.status, 200, details.text);
+  assert.equal(typeof details.body.quota.network.limit, 'number');
+
+  const ext = await api(tc.url, 'POST', net('/networks'), { token, body: { network: { name: 'ext-del', 'router:external': true } } });
+  assert.equal(ext.status, 201, ext.text);
+  const extId = ext.body.network.id;
+  const sub = await api(tc.url, 'POST', net('/subnets'), { token, body: { subnet: { network_id: extId, cidr: '198.51.100.0/28', ip_version: 4 } } });
+  assert.equal(sub.status, 201, sub.text);
+  const fip = await api(tc.url, 'POST', net('/floatingips'), { token, body: { floatingip: { floating_network_id: extId } } });
+  assert.equal(fip.status, 201, fip.text);
+  const del = await api(tc.url, 'DELETE', net(`/networks/${extId}`), { token });
+  assert.equal(del.status, 204, del.text);
+  assert.equal((await api(tc.url, 'GET', net(`/floatingips/${fip.body.floatingip.id}`), { token })).status, 404);
+});

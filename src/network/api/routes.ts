@@ -138,8 +138,11 @@ export async function networkRoutes(app: App, d: Deps): Promise<void> {
       policy.enforce('get_quota', authOf(req), { project_id: project });
       return { quota: service.defaultQuota() };
     });
-    v2.get('/quotas/:project/details', async (req) =>
-      ({ quota: await service.quotaDetails(callerOf(req), (req.params as { project: string }).project) }));
+    // Neutron accepts a `.json` suffix; tempest's quotas client asks for details.json.
+    for (const path of ['/quotas/:project/details', '/quotas/:project/details.json']) {
+      v2.get(path, async (req) =>
+        ({ quota: await service.quotaDetails(callerOf(req), (req.params as { project: string }).project) }));
+    }
     v2.get('/quotas/:project', async (req) =>
       ({ quota: await service.getQuota(callerOf(req), (req.params as { project: string }).project) }));
     v2.put('/quotas/:project', { schema: { body: QuotaBody } }, async (req) => ({
