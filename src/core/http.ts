@@ -64,7 +64,9 @@ export function createHttpApp(opts: HttpOptions): App {
   // PostgreSQL cannot store a NUL character in text (SQLite can): refuse it at the edge with a 400
   // in the route's error style, so both engines answer the same and nothing reaches the database.
   app.addHook('preValidation', async (req) => {
-    if (/%00/.test(req.url) || hasNul(req.params) || hasNul(req.query) || hasNul(req.body)) {
+    if (/%00/.test(req.url) || hasNul(req.params) || hasNul(req.query)
+      // A body parsed as text (text/plain) is someone's data, for its route to refuse or keep.
+      || (typeof req.body === 'object' && hasNul(req.body))) {
       throw badRequest('NUL characters are not allowed in requests.');
     }
   });
