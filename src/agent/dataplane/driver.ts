@@ -4,7 +4,7 @@
 // guests' taps, VXLAN devices, uplinks and the firewall; one namespace per DHCP network and per
 // router; shared "physical" namespaces for provider networks and the VXLAN underlay. The root
 // namespace never gets an address, a route or a firewall rule.
-import { mkdirSync, chmodSync } from 'node:fs';
+import { mkdirSync, chmodSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import type { ConvergeReport, HostNetworkState, NetworkSpec, PortSpec } from './model.js';
@@ -63,9 +63,12 @@ export class LinuxDataplane {
     return next;
   }
 
-  /** Removes everything this agent made (converge to the empty state). */
-  purge(): Promise<ConvergeReport> {
-    return this.converge(emptyHostNetworkState('purge'));
+  /** Removes everything this agent made (converge to the empty state), its bookkeeping directory included. */
+  async purge(): Promise<ConvergeReport> {
+    const report = await this.converge(emptyHostNetworkState('purge'));
+    // Kept when something could not be removed, so the next purge still knows what was applied.
+    if (report.errors.length === 0) rmSync(this.stateDir, { recursive: true, force: true });
+    return report;
   }
 
   /** Creates a physical network's namespace and bridge on its own (`stratus exec-external` needs it to exist). */
