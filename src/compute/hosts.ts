@@ -6,21 +6,11 @@ import { fromDbBool, toDbBool } from '../core/db.js';
 import { notFound } from '../core/errors.js';
 import { createHash } from 'node:crypto';
 import { nowIso } from '../core/ids.js';
+import type { HostRecord } from './store.js';
 
-/** What compute's host registry gives (ComputeService.listHosts / getHost). */
-export interface HostInfo {
-  name: string;
-  vcpus: number;
-  memoryMb: number;
-  diskGb: number;
-  cpuModel: string;
-  hypervisorType: string;
-  hypervisorVersion: string;
-  accelerator: string;
-  registeredAt: string;
-  heartbeatAt: string;
-  up: boolean;
-}
+/** What compute's host registry gives (ComputeService.listHosts / getHost): the stored record, and whether it is up. */
+export type HostInfo = Pick<HostRecord, 'name' | 'vcpus' | 'memoryMb' | 'diskGb' | 'cpuModel' | 'hypervisorType'
+  | 'hypervisorVersion' | 'accelerator' | 'registeredAt' | 'heartbeatAt'> & { up: boolean };
 
 /** The part of an instance record the host views need. */
 export interface HostedInstance { id: string; name: string; vcpus: number; ramMb: number; diskGb: number; deleted: boolean }

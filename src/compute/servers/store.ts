@@ -2,17 +2,10 @@
 // task) is the compute_instances row of the same id, written by compute's service and agents.
 import type { Kysely, Transaction } from 'kysely';
 import { fromDbBool, fromJson, toDbBool, toJson } from '../../core/db.js';
+import type { Flavor } from '../flavors.js';
 
-export interface FlavorSnapshot {
-  id: string;
-  name: string;
-  vcpus: number;
-  ram: number;
-  disk: number;
-  ephemeral: number;
-  swap: number;
-  extraSpecs: Record<string, string>;
-}
+/** The flavor as it was when the server was built (kept with the server, as Nova does). */
+export type FlavorSnapshot = Pick<Flavor, 'id' | 'name' | 'vcpus' | 'ram' | 'disk' | 'ephemeral' | 'swap' | 'extraSpecs'>;
 
 export interface ServerFault { code: number; message: string; details?: string; created: string }
 
