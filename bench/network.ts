@@ -15,7 +15,7 @@
 // Needs root, QEMU, iperf3 and the test image. Everything is under the "stratus-bench-" prefix
 // (namespaces) or a temporary directory, and removed at the end, even on failure.
 import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { LinuxDataplane } from '../src/agent/dataplane/driver.js';
@@ -70,6 +70,7 @@ async function main(): Promise<void> {
   const accel = await chooseAccelerator({ mode: 'auto', probeImage: image, log });
   const qemu = new QemuDriver({ instancesDir: join(dir, 'instances'), accel: accel.accel, log, cgroups: false });
   const vms: string[] = [];
+  const load0 = loadavg()[0]!;
   const runs: Record<string, number[]> = {};
   const add = (k: string, v: number) => { (runs[k] ??= []).push(v); };
   try {
@@ -145,6 +146,8 @@ async function main(): Promise<void> {
       ['baseline_veth_nc_bps', inNamespace(ns('base-a')), inNamespace(ns('base-b')), '10.77.0.2'],
       ['guests_same_host_nc_bps', guest(ga), guest(gb), '10.78.0.22'],
       ['guests_vxlan_two_agents_nc_bps', guest(ga), guest(gc), '10.78.0.23'],
+      // No network at all: what one emulated guest manages with this tool (its CPU's ceiling).
+      ['guest_loopback_nc_bps', guest(ga), guest(ga), '127.0.0.1'],
     ];
     // Size each kind's transfer to last ~`seconds` from a first, discarded, one.
     const bytes: Record<string, number> = {};
@@ -167,19 +170,20 @@ async function main(): Promise<void> {
     await sweep();
     rmSync(dir, { recursive: true, force: true });
   }
-  report(accel, Object.fromEntries(Object.entries(runs).map(([k, v]) => [k, median(v)])));
+  report(accel, Object.fromEntries(Object.entries(runs).map(([k, v]) => [k, median(v)])), [load0, loadavg()[0]!]);
 }
 
-function report(accel: { accel: string; reason: string }, r: Record<string, number>): void {
+function report(accel: { accel: string; reason: string }, r: Record<string, number>, load: number[]): void {
   const ratio = (k: string, base: string) => (r[k] !== undefined && r[base] ? r[k]! / r[base]! : undefined);
   const ratios = {
     ratio_guests_same_host: ratio('guests_same_host_nc_bps', 'baseline_veth_nc_bps'),
     ratio_guests_vxlan: ratio('guests_vxlan_two_agents_nc_bps', 'baseline_veth_nc_bps'),
+    guests_same_host_vs_guest_loopback: ratio('guests_same_host_nc_bps', 'guest_loopback_nc_bps'),
     ratio_fake_same_host: ratio('fake_guests_same_host_iperf3_bps', 'baseline_veth_iperf3_bps'),
     ratio_fake_vxlan: ratio('fake_guests_vxlan_two_agents_iperf3_bps', 'baseline_veth_iperf3_bps'),
   };
   if (asJson) {
-    console.log(JSON.stringify({ seconds, rounds, accelerator: accel.accel, ...r, ...ratios }));
+    console.log(JSON.stringify({ seconds, rounds, accelerator: accel.accel, loadavg: load, ...r, ...ratios }));
     return;
   }
   const g = (bps: number | undefined) => (bps === undefined ? '-' : bps >= 1e9 ? `${(bps / 1e9).toFixed(2)} Gbit/s` : `${(bps / 1e6).toFixed(0)} Mbit/s`);
@@ -188,6 +192,8 @@ function report(accel: { accel: string; reason: string }, r: Record<string, numb
   console.log(`  baseline, two namespaces on a veth (MTU 1450):        ${g(r.baseline_veth_nc_bps)}`);
   console.log(`  guest to guest, same host:                           ${g(r.guests_same_host_nc_bps)}   ratio ${f(ratios.ratio_guests_same_host)}`);
   console.log(`  guest to guest, two agents over VXLAN:               ${g(r.guests_vxlan_two_agents_nc_bps)}   ratio ${f(ratios.ratio_guests_vxlan)}`);
+  console.log(`  one guest to itself over loopback (no network):      ${g(r.guest_loopback_nc_bps)}   same-host pair / this: ${f(ratios.guests_same_host_vs_guest_loopback)}`);
+  console.log(`  load average during the run: ${load.map((x) => x.toFixed(1)).join(' → ')} (2 cores shared with other work)`);
   if (accel.accel === 'TCG') {
     console.log('  note: under TCG each guest vCPU is emulated; the guests\' CPU (sender, receiver, virtio) is the bottleneck, not the data plane.');
   }
