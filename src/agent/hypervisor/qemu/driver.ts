@@ -2,6 +2,7 @@
 // outlives agent restarts), described entirely by files in its own directory (see cmdline.ts).
 // Operations on one guest are serialized (QMP admits one client at a time).
 import { createHash } from 'node:crypto';
+import { join } from 'node:path';
 import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync,
   unlinkSync, writeFileSync, openSync, readSync, closeSync } from 'node:fs';
 import type { Logger } from 'pino';
@@ -9,13 +10,15 @@ import {
   InvalidStateError, NotFoundError,
   type BaseImage, type ConfigDriveSpec, type ConsoleChunk, type DiskSpec, type HypervisorDriver, type InstanceInfo, type NicSpec,
   type InstanceSpec, type PowerState, type RebootKind, type SnapshotResult, type VncAddress,
+  type IncomingMigration, type MigrateOutOptions, type MigrationListen,
 } from '../driver.js';
 import { run } from '../../exec.js';
 import { buildConfigDrive } from './configdrive.js';
 import { guestPaths, qemuArgs, type Accelerator, type GuestPaths } from './cmdline.js';
 import { cgroupRoot, guestCgroup, isGuestProcess, launchQemu, readPidFile, removeCgroup, waitGone } from './process.js';
 import { withQmp, type QmpClient } from './qmp.js';
-import { plugDisk, plugNic, unplugDisk, unplugNic } from './hotplug.js';
+import { applyDeviceChange, attachDiskChange, attachNicChange, detachDiskChange, detachNicChange } from './hotplug.js';
+import { abortOutgoing, finishIncoming, migrateOut, prepareIncoming } from './migration.js';
 
 export interface QemuDriverOptions {
   /** DATA_DIR/agent/instances */
@@ -25,6 +28,12 @@ export interface QemuDriverOptions {
   binary?: string;
   /** Put each guest in its own cgroup when cgroup v2 is writable (default true). */
   cgroups?: boolean;
+  /**
+   * Groups this agent's guest cgroups under `stratus.slice/host-TAG.slice`: two agents on one
+   * machine (tests, a live migration between them) must not share an instance's cgroup, or
+   * removing the source's would kill the destination's QEMU.
+   */
+  cgroupTag?: string;
 }
 
 const PAUSED_STATES = new Set(['paused', 'suspended', 'postmigrate', 'finish-migrate', 'inmigrate', 'prelaunch',
@@ -43,7 +52,13 @@ export class QemuDriver implements HypervisorDriver {
     this.accelerator = o.accel;
     this.binary = o.binary ?? 'qemu-system-x86_64';
     mkdirSync(o.instancesDir, { recursive: true });
-    this.cgroupRoot = o.cgroups === false ? undefined : cgroupRoot();
+    const root = o.cgroups === false ? undefined : cgroupRoot();
+    this.cgroupRoot = root && o.cgroupTag ? join(root, `host-${o.cgroupTag.replace(/[^A-Za-z0-9_.-]/g, '_')}.slice`) : root;
+    if (this.cgroupRoot) mkdirSync(this.cgroupRoot, { recursive: true });
+  }
+
+  get log(): Logger {
+    return this.o.log;
   }
 
   paths(id: string): GuestPaths {
@@ -60,22 +75,28 @@ export class QemuDriver implements HypervisorDriver {
     const p = this.paths(spec.id);
     if (p.qmp.length > 100) throw new Error(`instance directory too deep for unix sockets: ${p.qmp}`);
     await this.locked(spec.id, async () => {
-      const log = this.o.log.child({ instance: spec.id });
-      mkdirSync(p.dir, { recursive: true, mode: 0o700 });
-      writeAtomic(p.spec, JSON.stringify(spec, null, 2));
-      if (!existsSync(p.disk)) {
-        const part = `${p.disk}.part`;
-        const size = await this.targetSize(image, spec.diskGb);
-        await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', image.format, '-b', image.path, part, ...(size ? [String(size)] : [])]);
-        renameSync(part, p.disk);
-        log.info({ base: image.path, sizeBytes: size }, 'created overlay disk');
-      }
-      if (configDrive && !existsSync(p.configDrive)) {
-        await buildConfigDrive(configDrive, p.configDrive);
-        log.info('built config drive');
-      }
+      await this.createFiles(spec, image, configDrive);
       if (opts.start !== false) await this.start(spec.id);
     });
+  }
+
+  /** The guest's directory, spec, overlay disk and config drive (each created once). */
+  async createFiles(spec: InstanceSpec, image: BaseImage, configDrive: ConfigDriveSpec | undefined): Promise<void> {
+    const p = this.paths(spec.id);
+    const log = this.o.log.child({ instance: spec.id });
+    mkdirSync(p.dir, { recursive: true, mode: 0o700 });
+    writeAtomic(p.spec, JSON.stringify(spec, null, 2));
+    if (!existsSync(p.disk)) {
+      const part = `${p.disk}.part`;
+      const size = await this.targetSize(image, spec.diskGb);
+      await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', image.format, '-b', image.path, part, ...(size ? [String(size)] : [])]);
+      renameSync(part, p.disk);
+      log.info({ base: image.path, sizeBytes: size }, 'created overlay disk');
+    }
+    if (configDrive && !existsSync(p.configDrive)) {
+      await buildConfigDrive(configDrive, p.configDrive);
+      log.info('built config drive');
+    }
   }
 
   async destroy(id: string): Promise<void> {
@@ -275,27 +296,35 @@ export class QemuDriver implements HypervisorDriver {
   }
 
   async attachDisk(id: string, disk: DiskSpec): Promise<void> {
-    await this.hotplug(id, (spec) => {
-      spec.disks = [...(spec.disks ?? []).filter((d) => d.id !== disk.id), disk];
-    }, (c) => plugDisk(c, disk));
+    await this.locked(id, () => applyDeviceChange(this, id, attachDiskChange(disk)));
   }
 
   async detachDisk(id: string, diskId: string): Promise<void> {
-    await this.hotplug(id, (spec) => {
-      spec.disks = (spec.disks ?? []).filter((d) => d.id !== diskId);
-    }, (c) => unplugDisk(c, diskId, 30_000));
+    await this.locked(id, () => applyDeviceChange(this, id, detachDiskChange(diskId)));
   }
 
   async attachNic(id: string, nic: NicSpec): Promise<void> {
-    await this.hotplug(id, (spec) => {
-      spec.nics = [...spec.nics.filter((n) => n.id !== nic.id), nic];
-    }, (c) => plugNic(c, nic));
+    await this.locked(id, () => applyDeviceChange(this, id, attachNicChange(nic)));
   }
 
   async detachNic(id: string, nicId: string): Promise<void> {
-    await this.hotplug(id, (spec) => {
-      spec.nics = spec.nics.filter((n) => n.id !== nicId);
-    }, (c) => unplugNic(c, nicId, 30_000));
+    await this.locked(id, () => applyDeviceChange(this, id, detachNicChange(nicId)));
+  }
+
+  async prepareIncoming(spec: InstanceSpec, image: BaseImage, configDrive: ConfigDriveSpec | undefined, listen: MigrationListen): Promise<IncomingMigration> {
+    return this.locked(spec.id, () => prepareIncoming(this, spec, image, configDrive, listen));
+  }
+
+  async migrateOut(id: string, to: IncomingMigration, opts?: MigrateOutOptions): Promise<{ downtimeMs?: number; totalMs: number }> {
+    return this.locked(id, () => migrateOut(this, id, to, opts));
+  }
+
+  async abortOutgoing(id: string): Promise<void> {
+    await this.locked(id, () => abortOutgoing(this, id));
+  }
+
+  async finishIncoming(id: string, timeoutMs = 600_000): Promise<void> {
+    await this.locked(id, () => finishIncoming(this, id, timeoutMs));
   }
 
   /** Pid of the guest's live QEMU, checked against /proc (never trusts the pid file alone). */
@@ -306,31 +335,28 @@ export class QemuDriver implements HypervisorDriver {
 
   // --- internals -----------------------------------------------------------------------------
 
-  /**
-   * Changes the persisted spec and, when the guest runs, the live machine. Attach: plug first,
-   * then record (a failed plug changes nothing). Detach: unplug first, then forget.
-   * A suspended guest cannot change devices (its saved state must match them).
-   */
-  private async hotplug(id: string, edit: (spec: InstanceSpec) => void, live: (c: QmpClient) => Promise<void>): Promise<void> {
-    await this.locked(id, async () => {
-      const p = this.requireGuest(id);
-      if (!this.livePid(id) && existsSync(p.state)) throw new InvalidStateError(`guest ${id} is suspended; resume it before changing its devices`);
-      if (this.livePid(id)) await this.qmp(id, live, 5000);
-      const spec = this.readSpec(id)!;
-      edit(spec);
-      writeAtomic(p.spec, JSON.stringify(spec, null, 2));
-      this.o.log.info({ instance: id, disks: spec.disks?.map((d) => d.id) ?? [], nics: spec.nics.map((n) => n.id) }, 'devices changed');
-    });
-  }
-
-  private readSpec(id: string): InstanceSpec | undefined {
+  /** @internal (hotplug.ts, migration.ts) */
+  readSpec(id: string): InstanceSpec | undefined {
     try { return JSON.parse(readFileSync(this.paths(id).spec, 'utf8')) as InstanceSpec; } catch { return undefined; }
   }
 
-  private requireGuest(id: string): GuestPaths {
+  writeSpec(id: string, spec: InstanceSpec): void {
+    writeAtomic(this.paths(id).spec, JSON.stringify(spec, null, 2));
+  }
+
+  requireGuest(id: string): GuestPaths {
     const p = this.paths(id);
     if (!existsSync(p.spec)) throw new NotFoundError(id);
     return p;
+  }
+
+  startGuest(id: string, opts: { incoming?: boolean }): Promise<number> {
+    return this.start(id, opts);
+  }
+
+  async stopGuest(id: string, pid: number): Promise<void> {
+    await this.hardStop(id, pid);
+    this.afterExit(id);
   }
 
   private async start(id: string, opts: { incoming?: boolean } = {}): Promise<number> {
@@ -396,7 +422,7 @@ export class QemuDriver implements HypervisorDriver {
     this.lastState.set(id, existsSync(p.state) ? 'suspended' : 'shutdown');
   }
 
-  private async qmp<T>(id: string, fn: (c: QmpClient) => Promise<T>, timeoutMs?: number): Promise<T> {
+  async qmp<T>(id: string, fn: (c: QmpClient) => Promise<T>, timeoutMs?: number): Promise<T> {
     if (!this.livePid(id)) throw new InvalidStateError(`guest ${id} is not running`);
     return withQmp(this.paths(id).qmp, fn, timeoutMs);
   }
