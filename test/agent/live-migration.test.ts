@@ -11,6 +11,7 @@ import { randomUUID } from 'node:crypto';
 import pino from 'pino';
 import { QemuDriver } from '../../src/agent/hypervisor/qemu/driver.js';
 import { QmpClient } from '../../src/agent/hypervisor/qemu/qmp.js';
+import { cgroupRoot, removeCgroup } from '../../src/agent/hypervisor/qemu/process.js';
 import type { ConfigDriveSpec, InstanceSpec, MigrationProgress } from '../../src/agent/hypervisor/driver.js';
 import { TEST_IMAGE, until } from '../helpers/agent.js';
 
@@ -50,6 +51,7 @@ after(async () => {
   await a?.destroy(id).catch(() => undefined);
   await b?.destroy(id).catch(() => undefined);
   if (root) rmSync(root, { recursive: true, force: true });
+  for (const tag of ['livemig-a', 'livemig-b']) await removeCgroup(cgroupRoot(tag));
 });
 
 test('a running guest moves to another host with its local disk, without a reboot', { timeout: 600_000 }, async () => {

@@ -36,8 +36,13 @@ export function serveTestImage(tc: TestCloud): void {
   tc.cloud.compute.setImageSource(src);
 }
 
-export function testAgent(tc: TestCloud, opts: { host?: string; args?: string[] } = {}): TestAgent {
+/**
+ * `ownDataDir`: the agent gets DATA_DIR/hosts/<host> instead of the cloud's data dir, as a second
+ * machine would (two agents on one data dir share instance directories and the agent pid file).
+ */
+export function testAgent(tc: TestCloud, opts: { host?: string; args?: string[]; ownDataDir?: boolean } = {}): TestAgent {
   const host = opts.host ?? `test-host-${Math.random().toString(36).slice(2, 8)}`;
+  const dataDir = opts.ownDataDir ? join(tc.dataDir, 'hosts', host) : tc.dataDir;
   // Its own namespaces (never the real cloud's "stratus-"), removed by cleanup().
   const tag = Math.random().toString(36).slice(2, 7);
   const netArgs = ['--netns-prefix', `stratus-t${tag}-`, '--provider-netns', `stratus-t${tag}-provider`];
@@ -49,12 +54,13 @@ export function testAgent(tc: TestCloud, opts: { host?: string; args?: string[] 
   });
 
   const self: TestAgent = {
-    host, dataDir: tc.dataDir,
+    host, dataDir,
     pid: () => (alive() ? child!.pid : undefined),
     log: () => output,
     async start() {
       if (alive()) return;
-      const c = spawn(process.execPath, [BIN, 'agent', '--controller', tc.url, '--data-dir', tc.dataDir, '--host', host,
+      const c = spawn(process.execPath, [BIN, 'agent', '--controller', tc.url, '--data-dir', dataDir, '--host', host,
+        '--token-file', join(tc.dataDir, 'agent-token'),
         '--probe-image', TEST_IMAGE, ...netArgs, ...(opts.args ?? [])], {
         stdio: ['ignore', 'pipe', 'pipe'],
         env: { ...process.env, STRATUS_LOG_LEVEL: 'info' },
@@ -84,14 +90,15 @@ export function testAgent(tc: TestCloud, opts: { host?: string; args?: string[] 
     },
     async cleanup() {
       if (alive()) await self.kill9();
-      for (const pid of guestPids(tc.dataDir)) {
+      for (const pid of guestPids(dataDir)) {
         try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
       }
-      // Their cgroups too (empty once the processes are gone).
-      const dir = join(tc.dataDir, 'agent', 'instances');
-      const root = cgroupRoot();
+      // Their cgroups too (empty once the processes are gone), in the agent's own slice.
+      const dir = join(dataDir, 'agent', 'instances');
+      const root = cgroupRoot(host);
       if (existsSync(dir)) for (const id of readdirSync(dir)) await removeCgroup(guestCgroup(root, id));
-      if (existsSync(layoutFile(tc.dataDir))) await dataplaneFor(readLayout(tc.dataDir)).purge();
+      await removeCgroup(root);
+      if (existsSync(layoutFile(dataDir))) await dataplaneFor(readLayout(dataDir)).purge();
     },
   };
   return self;

@@ -1,10 +1,7 @@
 // The QEMU driver: every guest is a daemonized qemu-system-x86_64 (not a child of the agent, so it
 // outlives agent restarts), described entirely by files in its own directory (see cmdline.ts).
 // Operations on one guest are serialized (QMP admits one client at a time).
-import { createHash } from 'node:crypto';
-import { join } from 'node:path';
-import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync,
-  unlinkSync, writeFileSync, openSync, readSync, closeSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, openSync, readSync, closeSync } from 'node:fs';
 import type { Logger } from 'pino';
 import {
   InvalidStateError, NotFoundError,
@@ -19,6 +16,8 @@ import { cgroupRoot, guestCgroup, isGuestProcess, launchQemu, readPidFile, remov
 import { withQmp, type QmpClient } from './qmp.js';
 import { applyDeviceChange, attachDiskChange, attachNicChange, detachDiskChange, detachNicChange } from './hotplug.js';
 import { abortOutgoing, finishIncoming, migrateOut, prepareIncoming } from './migration.js';
+import { restoreState, saveState, takeSnapshot } from './savestate.js';
+import { diskUsage, writeAtomic, type GuestOps } from './guest-ops.js';
 
 export interface QemuDriverOptions {
   /** DATA_DIR/agent/instances */
@@ -40,7 +39,7 @@ const PAUSED_STATES = new Set(['paused', 'suspended', 'postmigrate', 'finish-mig
   'restore-vm', 'save-vm', 'debug', 'colo']);
 const CRASHED_STATES = new Set(['guest-panicked', 'internal-error', 'io-error', 'watchdog']);
 
-export class QemuDriver implements HypervisorDriver {
+export class QemuDriver implements HypervisorDriver, GuestOps {
   readonly hypervisorType = 'QEMU' as const;
   readonly accelerator: Accelerator;
   readonly binary: string;
@@ -52,9 +51,7 @@ export class QemuDriver implements HypervisorDriver {
     this.accelerator = o.accel;
     this.binary = o.binary ?? 'qemu-system-x86_64';
     mkdirSync(o.instancesDir, { recursive: true });
-    const root = o.cgroups === false ? undefined : cgroupRoot();
-    this.cgroupRoot = root && o.cgroupTag ? join(root, `host-${o.cgroupTag.replace(/[^A-Za-z0-9_.-]/g, '_')}.slice`) : root;
-    if (this.cgroupRoot) mkdirSync(this.cgroupRoot, { recursive: true });
+    this.cgroupRoot = o.cgroups === false ? undefined : cgroupRoot(o.cgroupTag);
   }
 
   get log(): Logger {
@@ -117,7 +114,7 @@ export class QemuDriver implements HypervisorDriver {
   async powerOn(id: string): Promise<void> {
     await this.locked(id, async () => {
       if (this.livePid(id)) return;
-      if (existsSync(this.paths(id).state)) await this.restore(id);
+      if (existsSync(this.paths(id).state)) await restoreState(this, id);
       else await this.start(id);
     });
   }
@@ -161,26 +158,7 @@ export class QemuDriver implements HypervisorDriver {
   }
 
   async suspend(id: string): Promise<void> {
-    await this.locked(id, async () => {
-      const p = this.paths(id);
-      const pid = this.livePid(id);
-      if (!pid) {
-        if (existsSync(p.state)) return;
-        throw new InvalidStateError(`guest ${id} is not running; only a running or paused guest can be suspended`);
-      }
-      const part = `${p.state}.part`;
-      rmSync(part, { force: true });
-      const started = Date.now();
-      await this.qmp(id, async (c) => {
-        await c.execute('stop');
-        await c.execute('migrate', { uri: `exec:cat > ${shellQuote(part)}` });
-        await waitMigration(c, 300_000);
-      });
-      renameSync(part, p.state);
-      await this.hardStop(id, pid);
-      this.afterExit(id);
-      this.o.log.info({ instance: id, ms: Date.now() - started, bytes: statSync(p.state).size }, 'suspended guest to disk');
-    });
+    await this.locked(id, () => saveState(this, id));
   }
 
   async resume(id: string): Promise<void> {
@@ -190,39 +168,12 @@ export class QemuDriver implements HypervisorDriver {
         return;
       }
       if (!existsSync(this.paths(id).state)) throw new InvalidStateError(`guest ${id} has no saved state to resume from`);
-      await this.restore(id);
+      await restoreState(this, id);
     });
   }
 
   async snapshot(id: string, dest: string): Promise<SnapshotResult> {
-    return this.locked(id, async () => {
-      const p = this.requireGuest(id);
-      const part = `${dest}.part`;
-      const pid = this.livePid(id);
-      let paused = false;
-      const started = Date.now();
-      try {
-        if (pid) {
-          // `stop` drains and flushes the disk, so reading it with -U (shared lock) is consistent.
-          const status = await this.qmp(id, (c) => c.execute<{ status: string }>('query-status'));
-          if (status.status === 'running') {
-            await this.qmp(id, (c) => c.execute('stop'));
-            paused = true;
-          }
-        }
-        await run('qemu-img', ['convert', ...(pid ? ['-U'] : []), '-f', 'qcow2', '-O', 'qcow2', p.disk, part]);
-      } finally {
-        if (paused) await this.qmp(id, (c) => c.execute('cont'));
-      }
-      renameSync(part, dest);
-      const info = JSON.parse(await run('qemu-img', ['info', '--output=json', dest])) as { 'virtual-size': number };
-      const result: SnapshotResult = {
-        path: dest, sizeBytes: statSync(dest).size, virtualSizeBytes: info['virtual-size'],
-        sha256: await sha256File(dest), format: 'qcow2',
-      };
-      this.o.log.info({ instance: id, ms: Date.now() - started, pausedMs: paused ? Date.now() - started : 0, dest }, 'snapshot taken');
-      return result;
-    });
+    return this.locked(id, () => takeSnapshot(this, id, dest));
   }
 
   async resize(id: string, flavor: { vcpus: number; ramMb: number; diskGb?: number }): Promise<void> {
@@ -335,7 +286,8 @@ export class QemuDriver implements HypervisorDriver {
 
   // --- internals -----------------------------------------------------------------------------
 
-  /** @internal (hotplug.ts, migration.ts) */
+  // --- GuestOps: for hotplug.ts, savestate.ts, migration.ts (callers hold the guest's lock) ---
+
   readSpec(id: string): InstanceSpec | undefined {
     try { return JSON.parse(readFileSync(this.paths(id).spec, 'utf8')) as InstanceSpec; } catch { return undefined; }
   }
@@ -352,6 +304,10 @@ export class QemuDriver implements HypervisorDriver {
 
   startGuest(id: string, opts: { incoming?: boolean }): Promise<number> {
     return this.start(id, opts);
+  }
+
+  noteState(id: string, state: PowerState): void {
+    this.lastState.set(id, state);
   }
 
   async stopGuest(id: string, pid: number): Promise<void> {
@@ -372,21 +328,6 @@ export class QemuDriver implements HypervisorDriver {
     this.lastState.set(id, opts.incoming ? 'paused' : 'running');
     this.o.log.info({ instance: id, pid, ms: Date.now() - started, accel: this.accelerator }, 'started qemu');
     return pid;
-  }
-
-  /** Starts QEMU waiting for the saved state, loads it, and lets the vCPUs run. */
-  private async restore(id: string): Promise<void> {
-    const p = this.paths(id);
-    const started = Date.now();
-    await this.start(id, { incoming: true });
-    await this.qmp(id, async (c) => {
-      await c.execute('migrate-incoming', { uri: `exec:cat ${shellQuote(p.state)}` });
-      await waitMigration(c, 300_000);
-      await c.execute('cont');
-    });
-    unlinkSync(p.state);
-    this.lastState.set(id, 'running');
-    this.o.log.info({ instance: id, ms: Date.now() - started }, 'resumed guest from saved state');
   }
 
   private async acpiShutdown(id: string, pid: number, timeoutSec: number): Promise<boolean> {
@@ -449,42 +390,4 @@ export class QemuDriver implements HypervisorDriver {
       if (this.locks.get(id) === p) this.locks.delete(id);
     }
   }
-}
-
-async function waitMigration(c: QmpClient, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const m = await c.execute<{ status?: string; 'error-desc'?: string }>('query-migrate');
-    if (m.status === 'completed') return;
-    if (m.status === 'failed' || m.status === 'cancelled') throw new Error(`migration ${m.status}: ${m['error-desc'] ?? ''}`);
-    if (Date.now() > deadline) throw new Error('saving/loading guest state timed out');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
-
-function writeAtomic(path: string, text: string): void {
-  writeFileSync(`${path}.tmp`, text, { mode: 0o600 });
-  renameSync(`${path}.tmp`, path);
-}
-
-function diskUsage(dir: string): number {
-  let total = 0;
-  try {
-    for (const name of readdirSync(dir)) {
-      try {
-        const s = statSync(`${dir}/${name}`);
-        if (s.isFile()) total += s.blocks * 512;
-      } catch { /* vanished */ }
-    }
-  } catch { /* no dir */ }
-  return total;
-}
-
-export function sha256File(path: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const h = createHash('sha256');
-    createReadStream(path).on('data', (d) => h.update(d)).on('error', reject).on('end', () => resolve(h.digest('hex')));
-  });
 }

@@ -2,9 +2,9 @@
 // + blockdev-del once the guest has released the device), as measured in HOST-FACTS, and the
 // driver's attach/detach built on them (the spec on disk follows the live machine).
 import { existsSync } from 'node:fs';
-import type { Logger } from 'pino';
 import { InvalidStateError, type DiskSpec, type InstanceSpec, type NicSpec } from '../driver.js';
-import { diskDevice, diskNode, netdevId, nicDevice, serialOf, type GuestPaths } from './cmdline.js';
+import { diskDevice, diskNode, netdevId, nicDevice, serialOf } from './cmdline.js';
+import type { GuestOps } from './guest-ops.js';
 import type { QmpClient } from './qmp.js';
 
 async function hasDevice(c: QmpClient, id: string): Promise<boolean> {
@@ -68,16 +68,6 @@ async function unplug(c: QmpClient, device: string, timeoutMs: number): Promise<
 
 // --- the driver's side: persisted spec + live machine ---------------------------------------
 
-/** What a device change needs from the driver. */
-export interface DeviceHost {
-  readonly log: Logger;
-  requireGuest(id: string): GuestPaths;
-  livePid(id: string): number | undefined;
-  readSpec(id: string): InstanceSpec | undefined;
-  writeSpec(id: string, spec: InstanceSpec): void;
-  qmp<T>(id: string, fn: (c: QmpClient) => Promise<T>, timeoutMs?: number): Promise<T>;
-}
-
 /** A change of devices: how the persisted spec changes and what to do to the running machine. */
 export interface DeviceChange {
   edit(spec: InstanceSpec): void;
@@ -106,7 +96,7 @@ export const detachNicChange = (nicId: string): DeviceChange => ({
  * then record (a failed plug changes nothing). Detach: unplug first, then forget.
  * A suspended guest cannot change devices (its saved state must match them).
  */
-export async function applyDeviceChange(h: DeviceHost, id: string, change: DeviceChange): Promise<void> {
+export async function applyDeviceChange(h: GuestOps, id: string, change: DeviceChange): Promise<void> {
   const p = h.requireGuest(id);
   if (!h.livePid(id) && existsSync(p.state)) throw new InvalidStateError(`guest ${id} is suspended; resume it before changing its devices`);
   if (h.livePid(id)) await h.qmp(id, change.live, 5000);

@@ -16,32 +16,19 @@
 // Every step is resumable from what QEMU reports (query-migrate, query-block-jobs) and from a small
 // record in the destination's instance dir, so an agent restart mid-way neither repeats nor leaks.
 import { createServer } from 'node:net';
-import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Logger } from 'pino';
 import type { BaseImage, ConfigDriveSpec, IncomingMigration, InstanceSpec, MigrationListen, MigrationProgress } from '../driver.js';
 import { InvalidStateError } from '../driver.js';
-import type { GuestPaths } from './cmdline.js';
+import { writeAtomic, type GuestOps } from './guest-ops.js';
 import type { QmpClient } from './qmp.js';
-
-/** What the migration steps need from the driver (its process and file handling). */
-export interface MigrationHost {
-  readonly log: Logger;
-  paths(id: string): GuestPaths;
-  livePid(id: string): number | undefined;
-  qmp<T>(id: string, fn: (c: QmpClient) => Promise<T>, timeoutMs?: number): Promise<T>;
-  createFiles(spec: InstanceSpec, image: BaseImage, configDrive: ConfigDriveSpec | undefined): Promise<void>;
-  startGuest(id: string, opts: { incoming?: boolean }): Promise<number>;
-  /** Stops a live QEMU (quit, then SIGKILL) and forgets its sockets. */
-  stopGuest(id: string, pid: number): Promise<void>;
-}
 
 const JOB = 'stratus-livemig';
 const EXPORT = 'stratus-root';
 
-const recordPath = (h: MigrationHost, id: string) => join(h.paths(id).dir, 'incoming.json');
+const recordPath = (h: GuestOps, id: string) => join(h.paths(id).dir, 'incoming.json');
 /** Source side: where this guest is being sent (a guest that arrived here also reports "completed"). */
-const outgoingPath = (h: MigrationHost, id: string) => join(h.paths(id).dir, 'outgoing.json');
+const outgoingPath = (h: GuestOps, id: string) => join(h.paths(id).dir, 'outgoing.json');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** The block node of the guest's root disk (the `-drive` on disk.qcow2), found by file name. */
@@ -52,7 +39,7 @@ async function rootDisk(c: QmpClient, disk: string): Promise<{ device: string; n
   return { device: b.device, node: b.inserted['node-name'] };
 }
 
-const vmStatus = (h: MigrationHost, id: string) =>
+const vmStatus = (h: GuestOps, id: string) =>
   h.qmp(id, (c) => c.execute<{ status: string }>('query-status'), 10_000).then((s) => s.status);
 
 /** A free TCP port on `host` within the range (checked by binding; the caller binds it right after). */
@@ -74,7 +61,7 @@ async function freePort(host: string, [lo, hi]: [number, number], avoid: Set<num
  * starts QEMU waiting for the migration with its root disk exported over NBD. Repeating it while
  * that QEMU waits returns the same addresses.
  */
-export async function prepareIncoming(h: MigrationHost, spec: InstanceSpec, image: BaseImage,
+export async function prepareIncoming(h: GuestOps, spec: InstanceSpec, image: BaseImage,
   configDrive: ConfigDriveSpec | undefined, listen: MigrationListen): Promise<IncomingMigration> {
   const p = h.paths(spec.id);
   if (h.livePid(spec.id)) {
@@ -117,7 +104,7 @@ interface BlockJob { device: string; type: string; len: number; offset: number; 
  * state, then stops the local QEMU. Resumable: it looks at what QEMU is already doing first.
  * `signal` aborts: the jobs are cancelled and the guest keeps running here.
  */
-export async function migrateOut(h: MigrationHost, id: string, to: IncomingMigration,
+export async function migrateOut(h: GuestOps, id: string, to: IncomingMigration,
   opts: { onProgress?: (p: MigrationProgress) => void; signal?: AbortSignal; timeoutMs?: number } = {}): Promise<{ downtimeMs?: number; totalMs: number }> {
   const p = h.paths(id);
   const started = Date.now();
@@ -195,7 +182,7 @@ export async function migrateOut(h: MigrationHost, id: string, to: IncomingMigra
 }
 
 /** Ends the mirror job: a READY job cancelled without force completes cleanly (target in sync). */
-async function cancelMirror(h: MigrationHost, id: string, force: boolean): Promise<void> {
+async function cancelMirror(h: GuestOps, id: string, force: boolean): Promise<void> {
   const deadline = Date.now() + 60_000;
   let asked = false;
   for (;;) {
@@ -211,7 +198,7 @@ async function cancelMirror(h: MigrationHost, id: string, force: boolean): Promi
 }
 
 /** Source: stops a migration in progress; the guest keeps running here (resumed if it was stopped for it). */
-export async function abortOutgoing(h: MigrationHost, id: string): Promise<void> {
+export async function abortOutgoing(h: GuestOps, id: string): Promise<void> {
   if (!h.livePid(id)) return;
   const mig = await h.qmp(id, (c) => c.execute<MigrateStatus>('query-migrate'), 10_000);
   if (mig.status === 'completed' && (await vmStatus(h, id)) === 'postmigrate') {
@@ -241,7 +228,7 @@ export async function abortOutgoing(h: MigrationHost, id: string): Promise<void>
  * Destination: waits until the migrated guest runs here, then removes the NBD export. Throws if the
  * incoming migration failed (the caller destroys this copy).
  */
-export async function finishIncoming(h: MigrationHost, id: string, timeoutMs: number): Promise<void> {
+export async function finishIncoming(h: GuestOps, id: string, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (!h.livePid(id)) throw new Error(`the incoming QEMU of ${id} is gone (migration failed)`);
@@ -261,11 +248,6 @@ export async function finishIncoming(h: MigrationHost, id: string, timeoutMs: nu
   const rec = recordPath(h, id);
   if (existsSync(rec)) renameSync(rec, `${rec}.done`);
   h.log.info({ instance: id }, 'incoming live migration finished; guest runs here');
-}
-
-function writeAtomic(path: string, text: string): void {
-  writeFileSync(`${path}.tmp`, text);
-  renameSync(`${path}.tmp`, path);
 }
 
 export class MigrationAborted extends Error {
