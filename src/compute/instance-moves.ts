@@ -30,7 +30,7 @@ export interface InstanceMove {
   dest: string;
   phase: MovePhase;
   target: MigrationTarget | null;
-  progress: ObservedMigration['progress'] | null;
+  progress: NonNullable<ObservedMigration['progress']> | null;
   error: string | null;
   downtimeMs: number | null;
   /** The destination has finished (finishing) or removed its copy (failed/aborted). */

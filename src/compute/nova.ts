@@ -36,6 +36,7 @@ import { registerInterfaceRoutes } from './api/interfaces.js';
 import type { ServerNetworking } from './servers/networking.js';
 import { MigrationService } from './migrations/service.js';
 import { registerMigrationRoutes } from './api/migrations.js';
+import { registerLiveMigrationRoutes } from './api/live-migration.js';
 
 /** `compute.scheduler` in stratus.yaml: allocation ratios and weigher multipliers. */
 function schedulerConfig(ctx: ServiceContext): Partial<SchedulerConfig> {
@@ -100,7 +101,7 @@ export function createNovaApi(ctx: ServiceContext, deps: NovaDeps): NovaApi {
   });
   const reconciler = new ServerReconciler({
     store: servers.store, actions: servers.actions, instances: deps.instances, scheduler, placement: deps.placement,
-    groups: serverGroups, aggregates, migrations: serverMigrations, log, maxAttempts: 3, buildTimeoutMs: 10 * 60_000, sweepMs: 5000, images: deps.images, network,
+    groups: serverGroups, aggregates, migrations: serverMigrations, hosts, log, maxAttempts: 3, buildTimeoutMs: 10 * 60_000, sweepMs: 5000, images: deps.images, network,
   });
   servers.kick = (id) => reconciler.kick(id);
   const serverRoutes: ServerRouteDeps = { ...routeDeps, servers, hosts, groups: serverGroups, db, network };
@@ -130,6 +131,7 @@ export function createNovaApi(ctx: ServiceContext, deps: NovaDeps): NovaApi {
         registerInterfaceRoutes(v21, serverRoutes, deps.instances);
         registerUsageRoutes(v21, routeDeps, db);
         registerMigrationRoutes(v21, { ...routeDeps, migrations: serverMigrations, servers });
+        registerLiveMigrationRoutes(v21, routeDeps, operations.live);
       }, { prefix: '/v2.1' });
     },
     async start() {
