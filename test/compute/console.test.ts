@@ -7,9 +7,13 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { pino } from 'pino';
 import WebSocket from 'ws';
 import { api, startTestCloud, type TestCloud } from '../helpers/cloud.js';
 import { TEST_IMAGE, testAgent, until, type TestAgent } from '../helpers/agent.js';
+import { QemuDriver } from '../../src/agent/hypervisor/qemu/driver.js';
+import { fakeHost } from './fake-agent.js';
 
 let tc: TestCloud;
 let agent: TestAgent | undefined;
@@ -207,4 +211,33 @@ test('noVNC console through the CLI and the proxy; policy, bad input, expiry, de
   await Promise.race([live.closed, new Promise((_, rej) => setTimeout(() => rej(new Error('console not closed after delete')), 30_000))]);
   await until('the proxy to drop the deleted guest', () => tc.cloud.compute.consoleProxy.connections === 0, 10_000);
   assert.equal(await refusedStatus(wsUrl), 401, 'a deleted server\'s token is refused');
+});
+
+test('remote agent case: the guest\'s VNC server on TCP (--console-listen), reached by the proxy', { skip, timeout: 300_000 }, async () => {
+  // A second host whose guest runs under a driver configured like `stratus agent --console-listen
+  // 127.0.0.1`; the host answers the controller's vnc call with what that driver reports.
+  const drv = new QemuDriver({ instancesDir: join(tc.dataDir, 'tcp-host'), accel: 'TCG', log: pino({ level: 'silent' }), cgroups: false, vncListen: '127.0.0.1' });
+  const host = await fakeHost(tc, 'tcp-host', {}, {
+    answer: async (call) => (call.type === 'vnc' ? { ...(await drv.vncAddress(call.instanceId)) } : {}),
+  });
+  let id: string | undefined;
+  try {
+    const s = await tc.openstackJson(['server', 'create', '--image', 'stratus-test', '--flavor', 'm1.nano', '--availability-zone', 'nova:tcp-host', '--wait', 'con-tcp']);
+    id = s.id as string;
+    await drv.spawn({ id, name: 'con-tcp', vcpus: 1, ramMb: 128, diskGb: 0, nics: [] }, { path: TEST_IMAGE, format: 'qcow2' }, undefined);
+    const addr = await until('the TCP VNC address', () => drv.vncAddress(id!), 30_000);
+    assert.ok('port' in addr && addr.host === '127.0.0.1' && addr.port >= 5900, JSON.stringify(addr));
+    const { url } = await tc.openstackJson(['console', 'url', 'show', 'con-tcp']);
+    const c = await openConsole(wsUrlOf(url));
+    const init = await rfbHandshake(c);
+    assert.match(init.name, new RegExp(id));
+    c.ws.close();
+    await c.closed;
+    const token = new URL(wsUrlOf(url)).searchParams.get('token')!;
+    const info = await api(tc.url, 'GET', `/compute/v2.1/os-console-auth-tokens/${token}`, { token: adminToken, headers: mv('2.31') });
+    assert.deepEqual(info.body.console, { instance_uuid: id, host: '127.0.0.1', port: addr.port, internal_access_path: null });
+  } finally {
+    if (id) await drv.destroy(id);
+    await host.stop();
+  }
 });
