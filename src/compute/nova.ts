@@ -37,6 +37,8 @@ import type { ServerNetworking } from './servers/networking.js';
 import { registerConsoleRoutes } from './api/consoles.js';
 import { consoleMigrations } from './consoles/migrations.js';
 import { ConsoleService, consoleConfig } from './consoles/service.js';
+import { MigrationService } from './migrations/service.js';
+import { registerMigrationRoutes } from './api/migrations.js';
 
 /** `compute.scheduler` in stratus.yaml: allocation ratios and weigher multipliers. */
 function schedulerConfig(ctx: ServiceContext): Partial<SchedulerConfig> {
@@ -69,6 +71,8 @@ export interface NovaApi {
   reconciler: ServerReconciler;
   /** Remote console tokens and URLs (the proxy that uses them is in consoles/proxy.ts). */
   consoles: ConsoleService;
+  /** Migration records (compute_migrations): cold/live migrations and resizes. */
+  serverMigrations: MigrationService;
   /** Wires the networking service in (server.ts): ports for servers, addresses in views. */
   setNetworking(n: ServerNetworking): void;
   /** Registers version discovery and every /v2.1 route on the compute scope. */
@@ -87,6 +91,7 @@ export function createNovaApi(ctx: ServiceContext, deps: NovaDeps): NovaApi {
   const hosts = new HostDirectory(db, deps.hosts);
   const aggregates = new AggregateService(db, async (name) => !!(await deps.hosts.getHost(name)));
   const serverGroups = new ServerGroupService(db, quotas);
+  const serverMigrations = new MigrationService(db);
   const routeDeps: RouteDeps = { policy: ctx.policy, computeUrl: () => `${ctx.baseUrl()}/compute` };
   const log = ctx.log.child({ service: 'compute-api' });
   const scheduler = new Scheduler(hosts, aggregates, deps.placement, { ...DEFAULT_SCHEDULER, ...schedulerConfig(ctx) }, log);
@@ -96,11 +101,11 @@ export function createNovaApi(ctx: ServiceContext, deps: NovaDeps): NovaApi {
     flavors, keypairs, quotas, groups: serverGroups, aggregates, hosts, instances: deps.instances, images: deps.images, log, network,
   });
   const operations = new ServerOperations(servers, {
-    instances: deps.instances, flavors, quotas, placement: deps.placement, hosts, images: deps.images,
+    instances: deps.instances, flavors, quotas, placement: deps.placement, hosts, images: deps.images, migrations: serverMigrations,
   });
   const reconciler = new ServerReconciler({
     store: servers.store, actions: servers.actions, instances: deps.instances, scheduler, placement: deps.placement,
-    groups: serverGroups, aggregates, log, maxAttempts: 3, buildTimeoutMs: 10 * 60_000, sweepMs: 5000, images: deps.images, network,
+    groups: serverGroups, aggregates, migrations: serverMigrations, log, maxAttempts: 3, buildTimeoutMs: 10 * 60_000, sweepMs: 5000, images: deps.images, network,
   });
   servers.kick = (id) => reconciler.kick(id);
   const consoles = new ConsoleService(db, {
@@ -112,7 +117,7 @@ export function createNovaApi(ctx: ServiceContext, deps: NovaDeps): NovaApi {
   return {
     migrations: { ...novaMigrations(ctx.db.engine), ...consoleMigrations },
     catalog: [{ type: 'compute', name: 'nova', description: 'Compute (Nova v2.1)', path: '/compute/v2.1' }],
-    flavors, keypairs, quotas, aggregates, serverGroups, hosts, servers, operations, scheduler, reconciler, consoles,
+    flavors, keypairs, quotas, aggregates, serverGroups, hosts, servers, operations, scheduler, reconciler, consoles, serverMigrations,
     setNetworking(n) { networking = n; },
     async routes(app) {
       registerVersionRoutes(app, (_req: FastifyRequest) => routeDeps.computeUrl());
@@ -134,6 +139,7 @@ export function createNovaApi(ctx: ServiceContext, deps: NovaDeps): NovaApi {
         registerInterfaceRoutes(v21, serverRoutes, deps.instances);
         registerConsoleRoutes(v21, { ...serverRoutes, consoles });
         registerUsageRoutes(v21, routeDeps, db);
+        registerMigrationRoutes(v21, { ...routeDeps, migrations: serverMigrations, servers });
       }, { prefix: '/v2.1' });
     },
     async start() {
