@@ -130,7 +130,7 @@ export function createNovaApi(ctx: ServiceContext, deps: NovaDeps): NovaApi {
         v21.addHook('onRequest', microversionHook);
         registerFlavorRoutes(v21, routeDeps, flavors);
         registerKeypairRoutes(v21, routeDeps, keypairs);
-        registerQuotaRoutes(v21, routeDeps, quotas, deps.identity);
+        registerQuotaRoutes(v21, routeDeps, quotas, deps.identity, network);
         registerAggregateRoutes(v21, routeDeps, aggregates, hosts);
         registerServerGroupRoutes(v21, routeDeps, serverGroups);
         registerHostRoutes(v21, routeDeps, hosts, aggregates);
