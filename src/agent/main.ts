@@ -39,6 +39,8 @@ export interface AgentOptions {
   underlayIp?: string | null;
   /** Address and ports other hosts reach for live migrations to this host (default 127.0.0.1, 49152-49215). */
   migrationListen?: MigrationListen;
+  /** Guests' VNC servers listen on TCP at this address (controllers on other machines); default: unix sockets. */
+  consoleListen?: string;
 }
 
 export interface RunningAgent {
@@ -75,7 +77,10 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
   const accel = await chooseAccelerator({ mode: o.accel ?? 'auto', probeImage: o.probeImage ?? defaultProbeImage(), log });
   log.info({ accel: accel.accel, reason: accel.reason }, 'accelerator chosen');
   // A host named explicitly may share the machine with other agents (tests): its own cgroup slice.
-  const driver = new QemuDriver({ instancesDir: dirs.instances, accel: accel.accel, log, ...(o.hostName && o.hostName !== hostname() ? { cgroupTag: o.hostName } : {}) });
+  const driver = new QemuDriver({
+    instancesDir: dirs.instances, accel: accel.accel, log, vncListen: o.consoleListen,
+    ...(o.hostName && o.hostName !== hostname() ? { cgroupTag: o.hostName } : {}),
+  });
   log.info({ cgroups: driver.cgroupRoot ?? 'unavailable: guests tracked by pid only' }, 'guest tracking');
 
   // Adopt: guests already running (pid file + /proc check) are left exactly as they are.

@@ -35,8 +35,8 @@ before(async () => {
   if (!haveImage) return;
   tc = await startTestCloud({ image: { bootstrapImage: TEST_IMAGE } } as never);
   admin = (await issue(tc, 'admin', tc.adminPassword)).token;
-  a = testAgent(tc, { host: 'lm-one', ownDataDir: true });
-  b = testAgent(tc, { host: 'lm-two', ownDataDir: true, args: ['--migration-ports', '49300-49310'] });
+  a = testAgent(tc, { host: 'lm-one', dataDir: join(tc.dataDir, 'hosts', 'lm-one') });
+  b = testAgent(tc, { host: 'lm-two', dataDir: join(tc.dataDir, 'hosts', 'lm-two'), args: ['--migration-ports', '49300-49310'] });
   await a.start();
 });
 after(async () => {

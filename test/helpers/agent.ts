@@ -37,12 +37,12 @@ export function serveTestImage(tc: TestCloud): void {
 }
 
 /**
- * `ownDataDir`: the agent gets DATA_DIR/hosts/<host> instead of the cloud's data dir, as a second
- * machine would (two agents on one data dir share instance directories and the agent pid file).
+ * `dataDir` (default: the cloud's) must differ for a second agent of the same cloud: an agent
+ * claims DATA_DIR/agent (pid file, metadata socket, network layout). Its token stays the cloud's.
  */
-export function testAgent(tc: TestCloud, opts: { host?: string; args?: string[]; ownDataDir?: boolean } = {}): TestAgent {
+export function testAgent(tc: TestCloud, opts: { host?: string; args?: string[]; dataDir?: string } = {}): TestAgent {
   const host = opts.host ?? `test-host-${Math.random().toString(36).slice(2, 8)}`;
-  const dataDir = opts.ownDataDir ? join(tc.dataDir, 'hosts', host) : tc.dataDir;
+  const dataDir = opts.dataDir ?? tc.dataDir;
   // Its own namespaces (never the real cloud's "stratus-"), removed by cleanup().
   const tag = Math.random().toString(36).slice(2, 7);
   const netArgs = ['--netns-prefix', `stratus-t${tag}-`, '--provider-netns', `stratus-t${tag}-provider`];
@@ -59,8 +59,7 @@ export function testAgent(tc: TestCloud, opts: { host?: string; args?: string[];
     log: () => output,
     async start() {
       if (alive()) return;
-      const c = spawn(process.execPath, [BIN, 'agent', '--controller', tc.url, '--data-dir', dataDir, '--host', host,
-        '--token-file', join(tc.dataDir, 'agent-token'),
+      const c = spawn(process.execPath, [BIN, 'agent', '--controller', tc.url, '--data-dir', dataDir, '--token-file', join(tc.dataDir, 'agent-token'), '--host', host,
         '--probe-image', TEST_IMAGE, ...netArgs, ...(opts.args ?? [])], {
         stdio: ['ignore', 'pipe', 'pipe'],
         env: { ...process.env, STRATUS_LOG_LEVEL: 'info' },
@@ -93,7 +92,8 @@ export function testAgent(tc: TestCloud, opts: { host?: string; args?: string[];
       for (const pid of guestPids(dataDir)) {
         try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
       }
-      // Their cgroups too (empty once the processes are gone), in the agent's own slice.
+      // Their cgroups too (empty once the processes are gone), in the agent's own slice (a host
+      // named explicitly gets one: see QemuDriverOptions.cgroupTag).
       const dir = join(dataDir, 'agent', 'instances');
       const root = cgroupRoot(host);
       if (existsSync(dir)) for (const id of readdirSync(dir)) await removeCgroup(guestCgroup(root, id));
