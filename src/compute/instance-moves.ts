@@ -92,6 +92,16 @@ export const instanceMovesMigration = {
 };
 
 class MoveStore {
+  /**
+   * Row lock for a read-modify-write of a move (a no-op update: PostgreSQL holds the row until
+   * commit; SQLite serialises write transactions anyway). Agents' reports race otherwise: a
+   * progress report read before the completion and written after it would undo the switch-over.
+   */
+  async lock(db: Db, instanceId: string): Promise<void> {
+    await db.updateTable('compute_instance_moves').set((eb) => ({ updated_at: eb.ref('updated_at') }))
+      .where('instance_id', '=', instanceId).execute();
+  }
+
   async get(db: Db, instanceId: string): Promise<InstanceMove | undefined> {
     const r = await db.selectFrom('compute_instance_moves').selectAll().where('instance_id', '=', instanceId).executeTakeFirst();
     return r ? toMove(r) : undefined;
@@ -259,6 +269,7 @@ export class LiveMoves {
   /** Starts moving a running (or paused) instance to `dest`; the destination agent is asked to prepare. */
   async start(instanceId: string, opts: { migrationId: string; dest: string }): Promise<InstanceMove> {
     const m = await this.store.db.transaction().execute(async (tx) => {
+      await this.rows.lock(tx, instanceId);
       const i = await this.store.getInstance(instanceId, tx);
       if (!i || i.deleted) throw notFound(`Instance ${instanceId} could not be found.`);
       if (i.host === opts.dest) throw badRequest(`The instance is already on host ${opts.dest}.`);
@@ -288,6 +299,7 @@ export class LiveMoves {
   /** Cancels a move that has not switched over yet (409 once the guest runs on the destination). */
   async abort(instanceId: string): Promise<InstanceMove> {
     const m = await this.store.db.transaction().execute(async (tx) => {
+      await this.rows.lock(tx, instanceId);
       const m = await this.rows.get(tx, instanceId);
       if (!m || !isActive(m)) throw badRequest(`Instance ${instanceId} is not being live-migrated.`);
       if (m.phase === 'finishing') throw conflict('The live migration has already switched over to the destination.');
@@ -318,6 +330,11 @@ export class LiveMoves {
       if (i) others.set(i.id, toDesired(i));
     }
     return withMoves(host, own, moves, (id) => others.get(id));
+  }
+
+  /** First thing in a report's transaction: serialises it with other writers of the instance's move. */
+  lock(tx: Transaction<any>, instanceId: string): Promise<void> {
+    return this.rows.lock(tx, instanceId);
   }
 
   /**

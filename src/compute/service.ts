@@ -289,6 +289,7 @@ export class ComputeService {
       let bumped = false;
       const wake: string[] = [];
       const rec = await this.store.db.transaction().execute(async (tx) => {
+        await this.moves.lock(tx, o.id);
         const i = await this.store.getInstance(o.id, tx);
         const move = await this.moves.observe(tx, host, o, i);
         if (move) {

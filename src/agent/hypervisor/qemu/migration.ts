@@ -112,6 +112,8 @@ export async function migrateOut(h: GuestOps, id: string, to: IncomingMigration,
   const log = h.log.child({ instance: id });
   const pid = h.livePid(id);
   if (!pid) throw new InvalidStateError(`guest ${id} is not running here`);
+  // Only the root disk is mirrored; volumes would need their own copy (or shared storage).
+  if (h.readSpec(id)?.disks?.length) throw new InvalidStateError(`guest ${id} has data disks attached: they are not live-migrated`);
   const q = <T>(fn: (c: QmpClient) => Promise<T>) => h.qmp(id, fn, 10_000);
   const check = async () => {
     if (opts.signal?.aborted) { await abortOutgoing(h, id); throw new MigrationAborted(); }
