@@ -76,4 +76,16 @@ const init: Migration = {
   },
 };
 
-export const networkMigrations: ServiceMigrations = { '0001_init': init };
+// One row: a counter bumped by every committed change that can alter a host's desired data plane,
+// so the agents' long polls cost one primary-key read while nothing changed (see netagent).
+const revision: Migration = {
+  async up(db) {
+    await db.schema.createTable('network_revision')
+      .addColumn('id', 'integer', (c) => c.primaryKey())
+      .addColumn('revision', 'bigint', (c) => c.notNull())
+      .execute();
+    await db.insertInto('network_revision').values({ id: 1, revision: 1 }).execute();
+  },
+};
+
+export const networkMigrations: ServiceMigrations = { '0001_init': init, '0002_revision': revision };

@@ -30,9 +30,11 @@ const ownerOf = (caller: Caller, body: Record<string, any>): string =>
 
 export class NetworkService {
   readonly core: Core;
+  private readonly changeListeners = new Set<() => void>();
 
   constructor(db: Database, limits: Limits, log: Logger, cfg: NetConfig = DEFAULT_NET_CONFIG) {
-    this.core = new Core(new NetworkStore(db.kysely, db.engine), limits, log, cfg);
+    const notify = () => { for (const l of this.changeListeners) l(); };
+    this.core = new Core(new NetworkStore(db.kysely, db.engine, notify), limits, log, cfg);
   }
 
   private run<T>(fn: (c: Core) => Promise<T>, projectId?: string, ...resources: string[]): Promise<T> {
@@ -311,9 +313,29 @@ export class NetworkService {
     await this.core.store.upsertAgent({ host_id: hostId, underlay_ip: underlayIp, heartbeat_at: new Date().toISOString() });
   }
 
+  /**
+   * The network revision (kept in the database, so shared by every controller copy and kept
+   * across restarts): it changes with every committed change host states are computed from.
+   */
+  stateRevision = (): Promise<number> => this.core.store.revision();
+
+  /** `fn` runs after each change this process committed (other copies' changes: poll stateRevision). */
+  onStateChange(fn: () => void): () => void {
+    this.changeListeners.add(fn);
+    return () => this.changeListeners.delete(fn);
+  }
+
   /** The desired state of `hostId`'s data plane (schedules unhosted routers and DHCP first). */
   async hostNetworkState(hostId: string): Promise<HostNetworkState> {
-    await this.run((c) => scheduleUnhosted(c, hostId));
+    await this.scheduleUnhosted(hostId);
+    return this.builtHostState(hostId);
+  }
+
+  /** Places routers and DHCP ports that have no host yet (on the first registered agent). */
+  scheduleUnhosted = (hostId: string): Promise<void> => this.run((c) => scheduleUnhosted(c, hostId));
+
+  /** The desired state of `hostId`'s data plane as the database says now (no scheduling). */
+  builtHostState(hostId: string): Promise<HostNetworkState> {
     return this.core.store.tx((s) => buildHostState(new Core(s, this.core.limits, this.core.log, this.core.cfg), hostId));
   }
 
@@ -327,7 +349,8 @@ export class NetworkService {
         if (st !== 'ACTIVE' && st !== 'DOWN') continue;
         if (p.status !== st) {
           p.status = st;
-          await c.store.update('port', c.touch(p));
+          // A port's status is no part of any host's desired state: no revision bump.
+          await c.store.update('port', c.touch(p), { hostState: false });
           changed++;
         }
       }
