@@ -43,6 +43,14 @@ export function createNetAgent(ctx: ServiceContext, deps: { network: NetworkModu
   const secret = () => (secretValue ??= ensureMetadataSecret(ctx.cfg.dataDir));
   const metadata = new MetadataApi(deps.network, deps.compute, secret);
   const cache = new HostStateCache(deps.network.service);
+  // An agent's state polls are its heartbeat (Neutron's agents `alive`); written at most every
+  // 20 s per host, so the polls stay cheap.
+  const beats = new Map<string, number>();
+  const heartbeat = async (host: string) => {
+    if (Date.now() - (beats.get(host) ?? 0) < 20_000) return;
+    beats.set(host, Date.now());
+    await deps.network.service.agentHeartbeat(host);
+  };
   const desired = async (host: string): Promise<HostNetworkDesired> => {
     const { revision, state } = await cache.desired(host);
     return { revision, state };
@@ -87,6 +95,7 @@ export function createNetAgent(ctx: ServiceContext, deps: { network: NetworkModu
           }),
         },
       }, async (req, reply) => {
+        await heartbeat(req.params.host);
         const deadline = Date.now() + (req.query.wait ?? 0) * 1000;
         let gone = false;
         // The response's 'close' before we answered: the agent hung up (restart, shutdown).

@@ -6,6 +6,7 @@ import {
   Core, DEFAULT_NET_CONFIG, forbidden, invalidInput, notFoundOf, QUOTA_RESOURCES, systemCaller,
   type Caller, type Limits, type NetConfig,
 } from './core.js';
+import * as agents from './agents.js';
 import { buildHostState, scheduleUnhosted } from './hoststate.js';
 import * as nets from './networks.js';
 import * as ports from './ports.js';
@@ -28,6 +29,17 @@ export function projectCaller(projectId: string): Caller {
 const ownerOf = (caller: Caller, body: Record<string, any>): string =>
   String(body.project_id ?? body.tenant_id ?? caller.projectId);
 
+/** How each kind is created inside a transaction, and the quotas a create counts against. */
+const CREATE: Record<Kind, (c: Core, caller: Caller, body: Record<string, any>) => Promise<Doc>> = {
+  network: nets.createNetwork, subnet: nets.createSubnet, port: ports.createPort, router: l3.createRouter,
+  floatingip: l3.createFloatingIp, security_group: sgs.createSecurityGroup, security_group_rule: sgs.createRule,
+  rbac_policy: createRbac,
+};
+const QUOTA_OF: Record<Kind, string[]> = {
+  network: ['network'], subnet: ['subnet'], port: ['port'], router: ['router'], floatingip: ['floatingip'],
+  security_group: ['security_group', 'security_group_rule'], security_group_rule: ['security_group_rule'], rbac_policy: ['rbac_policy'],
+};
+
 export class NetworkService {
   readonly core: Core;
   private readonly changeListeners = new Set<() => void>();
@@ -38,7 +50,7 @@ export class NetworkService {
   }
 
   private run<T>(fn: (c: Core) => Promise<T>, projectId?: string, ...resources: string[]): Promise<T> {
-    return this.core.retrying(fn, projectId && resources.length ? { projectId, resources } : undefined);
+    return this.core.retrying(fn, ...(projectId && resources.length ? [{ projectId, resources }] : []));
   }
 
   // ---- reads ----
@@ -122,6 +134,24 @@ export class NetworkService {
 
   // ---- writes (one transaction each; retried when a concurrent writer won a unique value) ----
 
+  /**
+   * Neutron's bulk create (`{"networks": [...]}`): all of them in one transaction, or none (the
+   * first refused one refuses the request; quotas count the earlier ones of the same request).
+   */
+  async bulkCreate(kind: Kind, caller: Caller, bodies: Array<Record<string, any>>): Promise<Doc[]> {
+    const quotas = [];
+    for (const body of bodies) {
+      const projectId = kind === 'security_group_rule'
+        ? (await this.core.store.get('security_group', String(body.security_group_id ?? '')))?.project_id : ownerOf(caller, body);
+      if (projectId) quotas.push({ projectId, resources: QUOTA_OF[kind] });
+    }
+    return this.core.retrying(async (c) => {
+      const out: Doc[] = [];
+      for (const body of bodies) out.push(await CREATE[kind](c, caller, body));
+      return out;
+    }, ...quotas);
+  }
+
   createNetwork = (caller: Caller, body: Record<string, any>) => this.run((c) => nets.createNetwork(c, caller, body), ownerOf(caller, body), 'network');
   updateNetwork = (caller: Caller, id: string, body: Record<string, any>) => this.run((c) => nets.updateNetwork(c, caller, id, body));
   deleteNetwork = (caller: Caller, id: string) => this.run((c) => nets.deleteNetwork(c, caller, id));
@@ -165,6 +195,18 @@ export class NetworkService {
     const q = await this.getQuota(caller, projectId);
     const out: Record<string, { limit: number; used: number; reserved: number }> = {};
     for (const [r, limit] of Object.entries(q)) out[r] = { limit, used: await this.core.usage(projectId, r), reserved: 0 };
+    return out;
+  }
+
+  /** Neutron's admin quota listing: every project whose network quotas differ from the defaults. */
+  async nonDefaultQuotas(caller: Caller): Promise<Array<Record<string, number | string>>> {
+    const projects = new Set(await this.core.limits.projectsWithLimits('network'));
+    const defaults = this.defaultQuota();
+    const out = [];
+    for (const p of [...projects].sort()) {
+      const q = await this.getQuota(caller, p);
+      if (Object.entries(q).some(([k, v]) => defaults[k] !== v)) out.push({ ...q, project_id: p, tenant_id: p });
+    }
     return out;
   }
 
@@ -306,7 +348,17 @@ export class NetworkService {
     return this.updateFloatingIp(projectCaller(projectId), fip.id, { port_id: portId, ...(fixedIp ? { fixed_ip_address: fixedIp } : {}) });
   }
 
+  // ---- agents (/v2.0/agents, derived from the registered hosts) ----
+
+  listAgents = (caller: Caller) => agents.listAgents(this.core, caller);
+  getAgent = (caller: Caller, id: string) => agents.getAgent(this.core, caller, id);
+  updateAgent = (caller: Caller, id: string, body: Record<string, unknown>) =>
+    this.run((c) => agents.updateAgent(c, caller, id, body));
+
   // ---- for the host agent ----
+
+  /** The host's agent is alive (its state polls); no revision bump. */
+  agentHeartbeat = (hostId: string) => this.core.store.agentHeartbeat(hostId, new Date().toISOString());
 
   /** Records an agent (its VXLAN underlay address) and its heartbeat. */
   async registerHost(hostId: string, underlayIp: string | null): Promise<void> {

@@ -283,15 +283,33 @@ export class NetworkStore {
 
   async upsertAgent(a: { host_id: string; underlay_ip: string | null; heartbeat_at: string }): Promise<void> {
     const before = await this.db.selectFrom('network_agents').select('underlay_ip').where('host_id', '=', a.host_id).executeTakeFirst();
-    await this.db.insertInto('network_agents').values(a)
+    await this.db.insertInto('network_agents').values({ ...a, registered_at: a.heartbeat_at })
       .onConflict((oc) => oc.column('host_id').doUpdateSet({ underlay_ip: a.underlay_ip, heartbeat_at: a.heartbeat_at }))
       .execute();
     // A new host or a moved VXLAN endpoint changes placement and peers; a heartbeat alone does not.
     if (!before || before.underlay_ip !== a.underlay_ip) await this.changed();
   }
 
-  async agents(): Promise<Array<{ host_id: string; underlay_ip: string | null; heartbeat_at: string }>> {
+  async agents(): Promise<AgentRow[]> {
     return (await this.db.selectFrom('network_agents').selectAll().orderBy('host_id').execute()) as never;
+  }
+
+  /** The host's agent is alive: no revision bump (nothing any data plane depends on). */
+  async agentHeartbeat(hostId: string, at: string): Promise<void> {
+    await this.db.updateTable('network_agents').set({ heartbeat_at: at }).where('host_id', '=', hostId).execute();
+  }
+
+  async agentSettings(): Promise<Map<string, { admin_state_up: boolean; description: string }>> {
+    const rows = await this.db.selectFrom('network_agent_settings').selectAll().execute();
+    return new Map(rows.map((r) => [String(r.id), { admin_state_up: Boolean(Number(r.admin_state_up)), description: String(r.description) }]));
+  }
+
+  /** Scheduling honours admin_state_up: bumps the revision so unplaced routers and DHCP get placed. */
+  async setAgentSettings(id: string, v: { admin_state_up: boolean; description: string }): Promise<void> {
+    const row = { admin_state_up: toDbBool(v.admin_state_up), description: v.description };
+    await this.db.insertInto('network_agent_settings').values({ id, ...row })
+      .onConflict((oc) => oc.column('id').doUpdateSet(row)).execute();
+    await this.changed();
   }
 
   async releaseDefaultSecurityGroup(projectId: string): Promise<void> {
@@ -299,5 +317,5 @@ export class NetworkStore {
   }
 }
 
-export interface AgentRow { host_id: string; underlay_ip: string | null; heartbeat_at: string }
+export interface AgentRow { host_id: string; underlay_ip: string | null; heartbeat_at: string; registered_at: string | null }
 
