@@ -34,6 +34,8 @@ import { ServerReconciler } from './servers/reconciler.js';
 import { ServerService } from './servers/service.js';
 import { registerInterfaceRoutes } from './api/interfaces.js';
 import type { ServerNetworking } from './servers/networking.js';
+import { MigrationService } from './migrations/service.js';
+import { registerMigrationRoutes } from './api/migrations.js';
 
 /** `compute.scheduler` in stratus.yaml: allocation ratios and weigher multipliers. */
 function schedulerConfig(ctx: ServiceContext): Partial<SchedulerConfig> {
@@ -64,6 +66,8 @@ export interface NovaApi {
   operations: ServerOperations;
   scheduler: Scheduler;
   reconciler: ServerReconciler;
+  /** Migration records (compute_migrations): cold/live migrations and resizes. */
+  serverMigrations: MigrationService;
   /** Wires the networking service in (server.ts): ports for servers, addresses in views. */
   setNetworking(n: ServerNetworking): void;
   /** Registers version discovery and every /v2.1 route on the compute scope. */
@@ -82,6 +86,7 @@ export function createNovaApi(ctx: ServiceContext, deps: NovaDeps): NovaApi {
   const hosts = new HostDirectory(db, deps.hosts);
   const aggregates = new AggregateService(db, async (name) => !!(await deps.hosts.getHost(name)));
   const serverGroups = new ServerGroupService(db, quotas);
+  const serverMigrations = new MigrationService(db);
   const routeDeps: RouteDeps = { policy: ctx.policy, computeUrl: () => `${ctx.baseUrl()}/compute` };
   const log = ctx.log.child({ service: 'compute-api' });
   const scheduler = new Scheduler(hosts, aggregates, deps.placement, { ...DEFAULT_SCHEDULER, ...schedulerConfig(ctx) }, log);
@@ -91,11 +96,11 @@ export function createNovaApi(ctx: ServiceContext, deps: NovaDeps): NovaApi {
     flavors, keypairs, quotas, groups: serverGroups, aggregates, hosts, instances: deps.instances, images: deps.images, log, network,
   });
   const operations = new ServerOperations(servers, {
-    instances: deps.instances, flavors, quotas, placement: deps.placement, hosts, images: deps.images,
+    instances: deps.instances, flavors, quotas, placement: deps.placement, hosts, images: deps.images, migrations: serverMigrations,
   });
   const reconciler = new ServerReconciler({
     store: servers.store, actions: servers.actions, instances: deps.instances, scheduler, placement: deps.placement,
-    groups: serverGroups, aggregates, log, maxAttempts: 3, buildTimeoutMs: 10 * 60_000, sweepMs: 5000, images: deps.images, network,
+    groups: serverGroups, aggregates, migrations: serverMigrations, log, maxAttempts: 3, buildTimeoutMs: 10 * 60_000, sweepMs: 5000, images: deps.images, network,
   });
   servers.kick = (id) => reconciler.kick(id);
   const serverRoutes: ServerRouteDeps = { ...routeDeps, servers, hosts, groups: serverGroups, db, network };
@@ -103,7 +108,7 @@ export function createNovaApi(ctx: ServiceContext, deps: NovaDeps): NovaApi {
   return {
     migrations: novaMigrations(ctx.db.engine),
     catalog: [{ type: 'compute', name: 'nova', description: 'Compute (Nova v2.1)', path: '/compute/v2.1' }],
-    flavors, keypairs, quotas, aggregates, serverGroups, hosts, servers, operations, scheduler, reconciler,
+    flavors, keypairs, quotas, aggregates, serverGroups, hosts, servers, operations, scheduler, reconciler, serverMigrations,
     setNetworking(n) { networking = n; },
     async routes(app) {
       registerVersionRoutes(app, (_req: FastifyRequest) => routeDeps.computeUrl());
@@ -124,6 +129,7 @@ export function createNovaApi(ctx: ServiceContext, deps: NovaDeps): NovaApi {
         registerServerActionRoutes(v21, serverRoutes, operations);
         registerInterfaceRoutes(v21, serverRoutes, deps.instances);
         registerUsageRoutes(v21, routeDeps, db);
+        registerMigrationRoutes(v21, { ...routeDeps, migrations: serverMigrations, servers });
       }, { prefix: '/v2.1' });
     },
     async start() {
