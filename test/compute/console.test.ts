@@ -15,6 +15,7 @@ import { TEST_IMAGE, testAgent, until, type TestAgent } from '../helpers/agent.j
 import { QemuDriver } from '../../src/agent/hypervisor/qemu/driver.js';
 import { fakeHost } from './fake-agent.js';
 import { CHROMIUM, openPage } from '../helpers/browser.js';
+import { redactTokens } from '../../src/core/http.js';
 
 let tc: TestCloud;
 let agent: TestAgent | undefined;
@@ -147,6 +148,11 @@ test('noVNC console through the CLI and the proxy; policy, bad input, expiry, de
 
   // Tokens: a bogus one, a wrong Origin, and an expired one are refused before the handshake.
   assert.equal(await refusedStatus(wsUrl.replace(/token=[^&]+/, 'token=bogus')), 401);
+  assert.equal(await refusedStatus(`ws://${new URL(tc.url).host}/compute/v2.1/servers`), 404, 'other upgrades are not left hanging');
+  // The request log never shows the token (the noVNC page URL carries it, URL-encoded).
+  const pageUrl = new URL(shown.url);
+  const shownToken = new URL(wsUrl).searchParams.get('token')!;
+  assert.ok(pageUrl.search.includes(shownToken) && !redactTokens(pageUrl.pathname + pageUrl.search).includes(shownToken));
   await assert.rejects(new Promise<void>((resolve, reject) => {
     const ws = new WebSocket(wsUrl, { origin: 'http://evil.example' });
     ws.once('open', () => { ws.close(); resolve(); });
