@@ -73,6 +73,23 @@ async function main(): Promise<void> {
   const load0 = loadavg()[0]!;
   const runs: Record<string, number[]> = {};
   const add = (k: string, v: number) => { (runs[k] ??= []).push(v); };
+  // Guests, data planes, namespaces, files: removed at the end, on failure, and on ^C / SIGTERM.
+  let cleaning: Promise<void> | undefined;
+  let interrupted = false;
+  const cleanup = () => (cleaning ??= (async () => {
+    for (const id of vms) await qemu.destroy(id).catch(() => undefined);
+    await h2.purge().catch(() => undefined);
+    await h1.purge().catch(() => undefined);
+    await sweep();
+    rmSync(dir, { recursive: true, force: true });
+  })());
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, () => {
+      interrupted = true;   // no converge may re-create what the clean-up removes
+      console.error(`${sig}: cleaning up`);
+      void cleanup().finally(() => process.exit(130));
+    });
+  }
   try {
     await sweep();
     // Baseline: two namespaces on a veth, same MTU as the tenant network.
@@ -111,6 +128,7 @@ async function main(): Promise<void> {
       routers: [], floatingIps: [], securityGroups: [{ id: sgId, rules: [rule('egress', null), rule('ingress', 'tcp'), rule('ingress', 'icmp')] }] };
     const s2: HostNetworkState = { ...s1, hostId: 'h2', underlayIp: '172.16.254.2', ports: h2ports, dhcpReservations: [] };
     const converge = async () => {
+      if (interrupted) throw new Error('interrupted');
       const [r1, r2] = [await h1.converge(s1), await h2.converge(s2)];
       if (r1.errors.length || r2.errors.length) throw new Error([...r1.errors, ...r2.errors].join('; '));
       return { ...r1.ports, ...r2.ports };
@@ -164,11 +182,7 @@ async function main(): Promise<void> {
       }
     }
   } finally {
-    for (const id of vms) await qemu.destroy(id).catch(() => undefined);
-    await h2.purge().catch(() => undefined);
-    await h1.purge().catch(() => undefined);
-    await sweep();
-    rmSync(dir, { recursive: true, force: true });
+    await cleanup();
   }
   report(accel, Object.fromEntries(Object.entries(runs).map(([k, v]) => [k, median(v)])), [load0, loadavg()[0]!]);
 }

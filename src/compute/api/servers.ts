@@ -70,6 +70,8 @@ export interface ServerRouteDeps extends RouteDeps {
   groups: ServerGroupService;
   db: Kysely<any>;
   network?: () => import('../servers/networking.js').ServerNetworking | undefined;
+  /** Remote consoles (tokens and URLs), for the legacy os-get*Console actions. */
+  consoles?: import('../consoles/service.js').ConsoleService;
 }
 
 export function callerOf(req: FastifyRequest): Caller {
