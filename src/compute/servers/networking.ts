@@ -36,6 +36,8 @@ export interface ServerNetworking {
   interfaces(serverId: string): Promise<InterfaceAttachment[]>;
   /** Nova's `addresses`: network name → [{addr, version, OS-EXT-IPS:type, OS-EXT-IPS-MAC:mac_addr}]. */
   addresses(serverId: string): Promise<Record<string, unknown[]>>;
+  /** The same for many servers at once (list views): server id → addresses; servers without ports are absent. */
+  addressesOf(serverIds: string[]): Promise<Map<string, Record<string, unknown[]>>>;
 }
 
 export interface InterfaceAttachment {
