@@ -180,5 +180,63 @@ export function novaMigrations(engine: Engine): ServiceMigrations {
       }
     },
   };
-  return { '1000_nova_api': m1000, '1010_servers': m1010 };
+  // Moves of a server between hosts (cold migration, resize, live migration, evacuation), as
+  // Nova's `migrations` table: os-migrations and /servers/{id}/migrations read it.
+  const m1020: Migration = {
+    async up(db) {
+      await serial(db, 'compute_migrations')
+        .addColumn('uuid', 'text', (c) => c.notNull().unique())
+        .addColumn('instance_uuid', 'text', (c) => c.notNull())
+        .addColumn('migration_type', 'text', (c) => c.notNull())    // migration, resize, live-migration, evacuation
+        .addColumn('status', 'text', (c) => c.notNull())
+        .addColumn('source_compute', 'text', (c) => c.notNull())
+        .addColumn('source_node', 'text', (c) => c.notNull())
+        .addColumn('dest_compute', 'text')
+        .addColumn('dest_node', 'text')
+        .addColumn('dest_host', 'text')
+        .addColumn('old_flavor_id', 'text', (c) => c.notNull())
+        .addColumn('new_flavor_id', 'text', (c) => c.notNull())
+        .addColumn('project_id', 'text', (c) => c.notNull())
+        .addColumn('user_id', 'text', (c) => c.notNull())
+        // Live migration progress (bytes), null until known.
+        .addColumn('memory_total_bytes', 'bigint')
+        .addColumn('memory_processed_bytes', 'bigint')
+        .addColumn('memory_remaining_bytes', 'bigint')
+        .addColumn('disk_total_bytes', 'bigint')
+        .addColumn('disk_processed_bytes', 'bigint')
+        .addColumn('disk_remaining_bytes', 'bigint')
+        .addColumn('error', 'text')                                  // why it ended in error/failed
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('updated_at', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('compute_migrations_instance').on('compute_migrations').columns(['instance_uuid', 'created_at']).execute();
+      await db.schema.createIndex('compute_migrations_updated').on('compute_migrations').column('updated_at').execute();
+    },
+    async down(db) {
+      await db.schema.dropTable('compute_migrations').ifExists().execute();
+    },
+  };
+  // Nova shows a key pair's id as an integer: the table is rebuilt with a serial id (oldest
+  // first), the old text id dropped (nothing refers to it).
+  const m1025: Migration = {
+    async up(db) {
+      await serial(db, 'compute_keypairs_next')
+        .addColumn('user_id', 'text', (c) => c.notNull())
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('type', 'text', (c) => c.notNull())
+        .addColumn('public_key', 'text', (c) => c.notNull())
+        .addColumn('fingerprint', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addUniqueConstraint('compute_keypairs_user_name_2', ['user_id', 'name'])
+        .execute();
+      const cols = ['user_id', 'name', 'type', 'public_key', 'fingerprint', 'created_at'] as const;
+      await db.insertInto('compute_keypairs_next').columns([...cols])
+        .expression(db.selectFrom('compute_keypairs').select([...cols]).orderBy('created_at').orderBy('name'))
+        .execute();
+      await db.schema.dropTable('compute_keypairs').execute();
+      await db.schema.alterTable('compute_keypairs_next').renameTo('compute_keypairs').execute();
+    },
+    async down() { /* the text ids are gone; nothing to restore */ },
+  };
+  return { '1000_nova_api': m1000, '1010_servers': m1010, '1020_migrations': m1020, '1025_keypair_serial_ids': m1025 };
 }

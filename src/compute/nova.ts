@@ -34,6 +34,11 @@ import { ServerReconciler } from './servers/reconciler.js';
 import { ServerService } from './servers/service.js';
 import { registerInterfaceRoutes } from './api/interfaces.js';
 import type { ServerNetworking } from './servers/networking.js';
+import { registerConsoleRoutes } from './api/consoles.js';
+import { consoleMigrations } from './consoles/migrations.js';
+import { ConsoleService, consoleConfig } from './consoles/service.js';
+import { MigrationService } from './migrations/service.js';
+import { registerMigrationRoutes } from './api/migrations.js';
 
 /** `compute.scheduler` in stratus.yaml: allocation ratios and weigher multipliers. */
 function schedulerConfig(ctx: ServiceContext): Partial<SchedulerConfig> {
@@ -64,6 +69,10 @@ export interface NovaApi {
   operations: ServerOperations;
   scheduler: Scheduler;
   reconciler: ServerReconciler;
+  /** Remote console tokens and URLs (the proxy that uses them is in consoles/proxy.ts). */
+  consoles: ConsoleService;
+  /** Migration records (compute_migrations): cold/live migrations and resizes. */
+  serverMigrations: MigrationService;
   /** Wires the networking service in (server.ts): ports for servers, addresses in views. */
   setNetworking(n: ServerNetworking): void;
   /** Registers version discovery and every /v2.1 route on the compute scope. */
@@ -82,6 +91,7 @@ export function createNovaApi(ctx: ServiceContext, deps: NovaDeps): NovaApi {
   const hosts = new HostDirectory(db, deps.hosts);
   const aggregates = new AggregateService(db, async (name) => !!(await deps.hosts.getHost(name)));
   const serverGroups = new ServerGroupService(db, quotas);
+  const serverMigrations = new MigrationService(db);
   const routeDeps: RouteDeps = { policy: ctx.policy, computeUrl: () => `${ctx.baseUrl()}/compute` };
   const log = ctx.log.child({ service: 'compute-api' });
   const scheduler = new Scheduler(hosts, aggregates, deps.placement, { ...DEFAULT_SCHEDULER, ...schedulerConfig(ctx) }, log);
@@ -91,19 +101,23 @@ export function createNovaApi(ctx: ServiceContext, deps: NovaDeps): NovaApi {
     flavors, keypairs, quotas, groups: serverGroups, aggregates, hosts, instances: deps.instances, images: deps.images, log, network,
   });
   const operations = new ServerOperations(servers, {
-    instances: deps.instances, flavors, quotas, placement: deps.placement, hosts, images: deps.images,
+    instances: deps.instances, flavors, quotas, placement: deps.placement, hosts, images: deps.images, migrations: serverMigrations,
   });
   const reconciler = new ServerReconciler({
     store: servers.store, actions: servers.actions, instances: deps.instances, scheduler, placement: deps.placement,
-    groups: serverGroups, aggregates, log, maxAttempts: 3, buildTimeoutMs: 10 * 60_000, sweepMs: 5000, images: deps.images, network,
+    groups: serverGroups, aggregates, migrations: serverMigrations, log, maxAttempts: 3, buildTimeoutMs: 10 * 60_000, sweepMs: 5000, images: deps.images, network,
   });
   servers.kick = (id) => reconciler.kick(id);
-  const serverRoutes: ServerRouteDeps = { ...routeDeps, servers, hosts, groups: serverGroups, db, network };
+  const consoles = new ConsoleService(db, {
+    servers, log,
+    instances: { getInstance: (id) => deps.instances.getInstance(id), vncAddress: async (id) => deps.instances.vncAddress?.(id) },
+  }, consoleConfig(ctx.cfg.compute), ctx.baseUrl);
+  const serverRoutes: ServerRouteDeps = { ...routeDeps, servers, hosts, groups: serverGroups, db, network, consoles };
 
   return {
-    migrations: novaMigrations(ctx.db.engine),
+    migrations: { ...novaMigrations(ctx.db.engine), ...consoleMigrations },
     catalog: [{ type: 'compute', name: 'nova', description: 'Compute (Nova v2.1)', path: '/compute/v2.1' }],
-    flavors, keypairs, quotas, aggregates, serverGroups, hosts, servers, operations, scheduler, reconciler,
+    flavors, keypairs, quotas, aggregates, serverGroups, hosts, servers, operations, scheduler, reconciler, consoles, serverMigrations,
     setNetworking(n) { networking = n; },
     async routes(app) {
       registerVersionRoutes(app, (_req: FastifyRequest) => routeDeps.computeUrl());
@@ -116,22 +130,26 @@ export function createNovaApi(ctx: ServiceContext, deps: NovaDeps): NovaApi {
         v21.addHook('onRequest', microversionHook);
         registerFlavorRoutes(v21, routeDeps, flavors);
         registerKeypairRoutes(v21, routeDeps, keypairs);
-        registerQuotaRoutes(v21, routeDeps, quotas, deps.identity);
+        registerQuotaRoutes(v21, routeDeps, quotas, deps.identity, network);
         registerAggregateRoutes(v21, routeDeps, aggregates, hosts);
         registerServerGroupRoutes(v21, routeDeps, serverGroups);
         registerHostRoutes(v21, routeDeps, hosts, aggregates);
         registerServerRoutes(v21, serverRoutes);
         registerServerActionRoutes(v21, serverRoutes, operations);
         registerInterfaceRoutes(v21, serverRoutes, deps.instances);
+        registerConsoleRoutes(v21, { ...serverRoutes, consoles });
         registerUsageRoutes(v21, routeDeps, db);
+        registerMigrationRoutes(v21, { ...routeDeps, migrations: serverMigrations, servers });
       }, { prefix: '/v2.1' });
     },
     async start() {
       await quotas.registerDefaults();
       await flavors.ensureDefaults();
       reconciler.start();
+      consoles.start();
     },
     async stop() {
+      consoles.stop();
       await reconciler.stop();
     },
   };

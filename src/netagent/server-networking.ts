@@ -157,6 +157,12 @@ export function serverNetworking(network: NetworkModule): ServerNetworking {
         .map((g) => ({ id: g.id, name: String(g.name), description: String(g.description ?? ''), tenant_id: g.project_id, rules: [] }));
     },
 
+    async usage(projectId, resources) {
+      const out: Record<string, number> = {};
+      for (const r of resources) out[r] = await svc.core.usage(projectId, r);
+      return out;
+    },
+
     async addresses(serverId) {
       return (await addressesOf([serverId])).get(serverId) ?? {};
     },

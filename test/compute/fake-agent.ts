@@ -2,7 +2,7 @@
 // compute service's typed interface, watches the host's desired state and reports it as
 // reached, the way a real agent does after driving QEMU. Real guests boot in e2e tests.
 import type { TestCloud } from '../helpers/cloud.js';
-import type { DesiredInstance, ObservedInstance } from '../../src/compute/agent-protocol.js';
+import type { AgentCall, DesiredInstance, ObservedInstance } from '../../src/compute/agent-protocol.js';
 
 export interface FakeHost {
   name: string;
@@ -11,7 +11,9 @@ export interface FakeHost {
   stop(): Promise<void>;
 }
 
-export async function fakeHost(tc: TestCloud, name: string, size: { vcpus?: number; memoryMb?: number; diskGb?: number } = {}): Promise<FakeHost> {
+/** `answer`: how the host answers calls (console, vnc); without it calls go unanswered. */
+export async function fakeHost(tc: TestCloud, name: string, size: { vcpus?: number; memoryMb?: number; diskGb?: number } = {},
+  opts: { answer?: (call: AgentCall) => Promise<Record<string, unknown>> } = {}): Promise<FakeHost> {
   const svc = tc.cloud.compute.service;
   await svc.registerHost(name, {
     hostname: name, vcpus: size.vcpus ?? 4, memoryMb: size.memoryMb ?? 8192, diskGb: size.diskGb ?? 100,
@@ -44,6 +46,10 @@ export async function fakeHost(tc: TestCloud, name: string, size: { vcpus?: numb
       const st = await svc.watch(name, since, 200);
       since = st.revision;
       await svc.heartbeat(name, {});
+      for (const call of opts.answer ? st.calls ?? [] : []) {
+        const result = await opts.answer!(call).then((r) => ({ ok: true, result: r }), (e: Error) => ({ ok: false, error: e.message }));
+        await svc.calls.complete(name, call.id, result);
+      }
       const obs = st.instances.map(observe).filter((o) => {
         const key = JSON.stringify({ ...o, fault: o.fault && o.fault.message });
         if (last.get(o.id) === key) return false;

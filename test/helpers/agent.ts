@@ -36,8 +36,13 @@ export function serveTestImage(tc: TestCloud): void {
   tc.cloud.compute.setImageSource(src);
 }
 
-export function testAgent(tc: TestCloud, opts: { host?: string; args?: string[] } = {}): TestAgent {
+/**
+ * `dataDir` (default: the cloud's) must differ for a second agent of the same cloud: an agent
+ * claims DATA_DIR/agent (pid file, metadata socket, network layout). Its token stays the cloud's.
+ */
+export function testAgent(tc: TestCloud, opts: { host?: string; args?: string[]; dataDir?: string } = {}): TestAgent {
   const host = opts.host ?? `test-host-${Math.random().toString(36).slice(2, 8)}`;
+  const dataDir = opts.dataDir ?? tc.dataDir;
   // Its own namespaces (never the real cloud's "stratus-"), removed by cleanup().
   const tag = Math.random().toString(36).slice(2, 7);
   const netArgs = ['--netns-prefix', `stratus-t${tag}-`, '--provider-netns', `stratus-t${tag}-provider`];
@@ -49,12 +54,12 @@ export function testAgent(tc: TestCloud, opts: { host?: string; args?: string[] 
   });
 
   const self: TestAgent = {
-    host, dataDir: tc.dataDir,
+    host, dataDir,
     pid: () => (alive() ? child!.pid : undefined),
     log: () => output,
     async start() {
       if (alive()) return;
-      const c = spawn(process.execPath, [BIN, 'agent', '--controller', tc.url, '--data-dir', tc.dataDir, '--host', host,
+      const c = spawn(process.execPath, [BIN, 'agent', '--controller', tc.url, '--data-dir', dataDir, '--token-file', join(tc.dataDir, 'agent-token'), '--host', host,
         '--probe-image', TEST_IMAGE, ...netArgs, ...(opts.args ?? [])], {
         stdio: ['ignore', 'pipe', 'pipe'],
         env: { ...process.env, STRATUS_LOG_LEVEL: 'info' },
@@ -84,14 +89,14 @@ export function testAgent(tc: TestCloud, opts: { host?: string; args?: string[] 
     },
     async cleanup() {
       if (alive()) await self.kill9();
-      for (const pid of guestPids(tc.dataDir)) {
+      for (const pid of guestPids(dataDir)) {
         try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
       }
       // Their cgroups too (empty once the processes are gone).
-      const dir = join(tc.dataDir, 'agent', 'instances');
+      const dir = join(dataDir, 'agent', 'instances');
       const root = cgroupRoot();
       if (existsSync(dir)) for (const id of readdirSync(dir)) await removeCgroup(guestCgroup(root, id));
-      if (existsSync(layoutFile(tc.dataDir))) await dataplaneFor(readLayout(tc.dataDir)).purge();
+      if (existsSync(layoutFile(dataDir))) await dataplaneFor(readLayout(dataDir)).purge();
     },
   };
   return self;

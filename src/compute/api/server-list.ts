@@ -8,6 +8,7 @@ import type { FastifyRequest } from 'fastify';
 import type { Kysely } from 'kysely';
 import { badRequest } from '../../core/errors.js';
 import { rowToServer, type ServerRecord } from '../servers/store.js';
+import type { ServerNetworking } from '../servers/networking.js';
 import { boolParam, intParam, lastOf, nextLink, type Query, type RouteDeps } from './common.js';
 import { statusOf, taskStateOf, vmStateOf, type ServerRuntime } from './server-views.js';
 
@@ -44,7 +45,7 @@ async function tagsOf(db: Kysely<any>, ids: string[]): Promise<Map<string, strin
   return tags;
 }
 
-export async function listServers(d: RouteDeps & { db: Kysely<any> }, req: FastifyRequest, c: ListCaller): Promise<ServerPage> {
+export async function listServers(d: RouteDeps & { db: Kysely<any>; network?: () => ServerNetworking | undefined }, req: FastifyRequest, c: ListCaller): Promise<ServerPage> {
   const q = req.query as Query;
   const all = boolParam('all_tenants', lastOf(q.all_tenants) ?? (q.all_tenants !== undefined ? 'true' : undefined)) === true;
   const changesSince = lastOf(q['changes-since']);
@@ -107,6 +108,17 @@ export async function listServers(d: RouteDeps & { db: Kysely<any> }, req: Fasti
       && (!notTags || !notTags.every((t) => has(r.id, t))) && (!notAny || !notAny.some((t) => has(r.id, t))));
   }
   let ids = rows.map((r) => r.id as string);
+  // `ip`/`ip6`: regular expressions matched against the server's fixed and floating addresses.
+  for (const [k, v] of [['ip', 4], ['ip6', 6]] as const) {
+    const pattern = lastOf(q[k]);
+    if (!pattern) continue;
+    let re: RegExp;
+    try { re = new RegExp(pattern); } catch { throw badRequest(`Invalid regular expression for ${k}: ${pattern}`); }
+    const net = d.network?.();
+    const addresses = net ? await net.addressesOf(ids) : new Map<string, Record<string, unknown[]>>();
+    ids = ids.filter((id) => (Object.values(addresses.get(id) ?? {}).flat() as { addr: string; version: number }[])
+      .some((a) => a.version === v && re.test(a.addr)));
+  }
   const marker = lastOf(q.marker);
   if (marker) {
     const i = ids.indexOf(marker);

@@ -7,6 +7,7 @@ import type { FlavorService } from '../flavors.js';
 import type { HostDirectory } from '../hosts.js';
 import type { QuotaService } from '../quotas.js';
 import type { PlacementLike } from '../scheduler/index.js';
+import type { MigrationService } from '../migrations/service.js';
 import { closeAction } from './actions.js';
 import type { ImageLookup, InstanceApi } from './ports.js';
 import type { Caller, ServerService } from './service.js';
@@ -23,7 +24,7 @@ export class ServerOperations {
     private readonly servers: ServerService,
     private readonly d: {
       instances: InstanceApi; flavors: FlavorService; quotas: QuotaService; placement: PlacementLike;
-      hosts: HostDirectory; images: () => ImageLookup;
+      hosts: HostDirectory; images: () => ImageLookup; migrations: MigrationService;
     },
   ) {}
 
@@ -74,7 +75,9 @@ export class ServerOperations {
     const delta = { cores: Math.max(0, next.vcpus - s.flavor.vcpus), ram: Math.max(0, next.ram - s.flavor.ram) };
     try {
       await this.d.quotas.consume(s.projectId, delta, async (tx) => {
-        s.task = { type: 'resize', step: 'stopping', newFlavor: next, oldFlavor: s.flavor, wasRunning: inst?.desiredPower === 'running', actionId };
+        const m = await this.d.migrations.create({ instanceUuid: id, migrationType: 'resize', status: 'pre-migrating',
+          sourceCompute: s.host!, destCompute: s.host, oldFlavorId: s.flavor.id, newFlavorId: next.id, projectId: s.projectId, userId: c.userId }, tx);
+        s.task = { type: 'resize', step: 'stopping', newFlavor: next, oldFlavor: s.flavor, wasRunning: inst?.desiredPower === 'running', actionId, migrationId: m.uuid };
         s.request.previousFlavor = s.flavor;
         s.flavor = next;
         s.taskState = 'resize_prep';
@@ -94,6 +97,8 @@ export class ServerOperations {
     this.servers.checkLock(c, s);
     if (s.vmState !== 'resized') throw conflict(`Cannot 'confirmResize' instance ${id} while it is in vm_state ${s.vmState}`);
     const a = await this.servers.actions.start({ serverId: id, action: 'confirmResize', requestId: c.requestId, projectId: s.projectId, userId: c.userId });
+    const m = await this.waitingMigration(id);
+    if (m) await this.d.migrations.update(m.uuid, { status: 'confirmed' });
     s.vmState = 'active';
     s.request.previousFlavor = undefined;
     s.updatedAt = nowIso();
@@ -110,7 +115,10 @@ export class ServerOperations {
     await this.claimOnHost(s, last.oldFlavor, 'revert');
     const inst = await this.d.instances.getInstance(id);
     const actionId = await this.servers.actions.start({ serverId: id, action: 'revertResize', requestId: c.requestId, projectId: s.projectId, userId: c.userId });
-    s.task = { type: 'revert', step: 'stopping', newFlavor: s.flavor, oldFlavor: last.oldFlavor, wasRunning: inst?.desiredPower === 'running', actionId };
+    const m = await this.waitingMigration(id);
+    if (m) await this.d.migrations.update(m.uuid, { status: 'reverting' });
+    s.task = { type: 'revert', step: 'stopping', newFlavor: s.flavor, oldFlavor: last.oldFlavor, wasRunning: inst?.desiredPower === 'running', actionId,
+      ...(m ? { migrationId: m.uuid } : {}) };
     s.flavor = last.oldFlavor;
     s.request.previousFlavor = undefined;
     s.taskState = 'resize_reverting';
@@ -199,6 +207,12 @@ export class ServerOperations {
     const ok = await this.d.placement.claim(s.id, { [node.uuid]: { VCPU: f.vcpus, MEMORY_MB: f.ram, DISK_GB: Math.max(f.disk, 1) } },
       { projectId: s.projectId, userId: s.userId });
     if (!ok) throw badRequest(`No valid host was found. Host ${s.host} has no room for flavor ${f.name} (Stratus resizes on the server's own host).`);
+  }
+
+  /** The server's cold migration or resize waiting for confirm/revert (status finished). */
+  private async waitingMigration(id: string) {
+    return (await this.d.migrations.list({ instanceUuid: id, status: 'finished' }))
+      .find((m) => m.migrationType === 'resize' || m.migrationType === 'migration');
   }
 
   private async lastResize(s: ServerRecord): Promise<{ oldFlavor: FlavorSnapshot } | undefined> {

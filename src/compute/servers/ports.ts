@@ -46,6 +46,8 @@ export interface InstanceApi {
   getNics?(id: string): Promise<{ id: string; mac: string; tap: string; mtu?: number }[]>;
   /** Serial console bytes read by the host's agent (negative offset: the last -offset bytes). */
   consoleOutput(id: string, opts: { offset?: number; maxBytes?: number }): Promise<{ text: string; next: number; size: number }>;
+  /** Where the guest's VNC server listens, asked of its host agent (remote consoles). */
+  vncAddress?(id: string): Promise<{ unixSocket: string } | { host: string; port: number } | undefined>;
 }
 
 export interface ImageInfo {

@@ -8,6 +8,7 @@ import { nowIso } from '../../core/ids.js';
 import type { AggregateService } from '../aggregates.js';
 import type { Scheduler, PlacementLike } from '../scheduler/index.js';
 import type { ServerGroupService } from '../server-groups.js';
+import type { MigrationService } from '../migrations/service.js';
 import { closeAction, openActions, type ActionLog } from './actions.js';
 import type { ImageLookup, InstanceApi, InstanceLike } from './ports.js';
 import type { ServerNetworking } from './networking.js';
@@ -22,6 +23,7 @@ export interface ReconcilerDeps {
   placement: PlacementLike;
   groups: ServerGroupService;
   aggregates: AggregateService;
+  migrations: MigrationService;
   log: Logger;
   /** Hosts tried per build before ERROR (Nova's max_attempts). */
   maxAttempts: number;

@@ -31,8 +31,8 @@ export interface ScheduleRequest {
 
 /** A multi-step operation the server reconciler drives (resize, rebuild, snapshot). */
 export type ServerTask =
-  | { type: 'resize'; step: 'stopping' | 'resizing' | 'starting'; newFlavor: FlavorSnapshot; oldFlavor: FlavorSnapshot; wasRunning: boolean; actionId: string }
-  | { type: 'revert'; step: 'stopping' | 'resizing' | 'starting'; newFlavor: FlavorSnapshot; oldFlavor: FlavorSnapshot; wasRunning: boolean; actionId: string }
+  | { type: 'resize'; step: 'stopping' | 'resizing' | 'starting'; newFlavor: FlavorSnapshot; oldFlavor: FlavorSnapshot; wasRunning: boolean; actionId: string; migrationId?: string }
+  | { type: 'revert'; step: 'stopping' | 'resizing' | 'starting'; newFlavor: FlavorSnapshot; oldFlavor: FlavorSnapshot; wasRunning: boolean; actionId: string; migrationId?: string }
   | { type: 'rebuild'; step: 'deleting' | 'creating'; imageId: string; actionId: string; power: 'running' | 'shutoff' }
   | { type: 'snapshot'; step: 'snapshotting' | 'uploading'; imageId: string; name: string; actionId: string; agentTaskId?: string }
   | { type: 'delete'; actionId: string };

@@ -16,6 +16,9 @@ export async function taskStep(d: ReconcilerDeps & { images?: () => ImageLookup 
   const save = async () => { s.updatedAt = nowIso(); await d.store.update(s); };
   const finish = async (result: 'Success' | 'Error', details?: string) => {
     const actionId = 'actionId' in t ? t.actionId : undefined;
+    if ((t.type === 'resize' || t.type === 'revert') && t.migrationId) {
+      await d.migrations.update(t.migrationId, { status: result === 'Error' ? 'error' : t.type === 'resize' ? 'finished' : 'reverted', ...(result === 'Error' ? { error: details ?? 'Error' } : {}) });
+    }
     s.task = null;
     s.taskState = null;
     if (result === 'Error') s.fault = { code: 500, message: details ?? 'Error', created: nowIso() };
@@ -36,6 +39,7 @@ export async function taskStep(d: ReconcilerDeps & { images?: () => ImageLookup 
       await d.instances.resize(s.id, { vcpus: target.vcpus, ramMb: target.ram, ...(t.type === 'resize' ? { diskGb: target.disk } : {}) });
       t.step = 'resizing';
       s.taskState = t.type === 'resize' ? 'resize_migrating' : 'resize_reverting';
+      if (t.type === 'resize' && t.migrationId) await d.migrations.update(t.migrationId, { status: 'migrating' });
       return save();
     }
     if (!settled(inst)) return;
