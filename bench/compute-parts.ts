@@ -131,19 +131,22 @@ export async function heartbeatAll(cloud: Cloud, names: string[]): Promise<void>
   for (const h of names) await cloud.compute.service.heartbeat(h, {});
 }
 
-export interface ScheduleFigure { label: string; t: Timing; distinctHosts: number }
+export interface ScheduleFigure { label: string; t: Timing; distinctHosts: number; consumers: string[] }
 
 /** Scheduler decisions (filters, allocation candidates, weighing, atomic claim in placement). */
 export async function scheduleDecisions(cloud: Cloud, who: Caller, n: number, concurrency: number, label: string): Promise<ScheduleFigure> {
   const scheduler = cloud.compute.nova.scheduler;
   const chosen = new Set<string>();
+  const consumers: string[] = [];
   const t = await timed(n, async () => {
+    const serverId = randomUUID();
+    consumers.push(serverId);
     const d = await scheduler.place({
-      serverId: randomUUID(), projectId: who.projectId, userId: who.userId,
+      serverId, projectId: who.projectId, userId: who.userId,
       resources: { VCPU: 1, MEMORY_MB: 2048, DISK_GB: 20 }, flavorExtraSpecs: {}, imageProperties: {}, triedHosts: [],
     });
     if ('error' in d) throw new Error(d.error);
     chosen.add(d.host);
   }, concurrency);
-  return { label, t, distinctHosts: chosen.size };
+  return { label, t, distinctHosts: chosen.size, consumers };
 }

@@ -45,7 +45,9 @@ async function tagsOf(db: Kysely<any>, ids: string[]): Promise<Map<string, strin
   return tags;
 }
 
-export async function listServers(d: RouteDeps & { db: Kysely<any>; network?: () => ServerNetworking | undefined }, req: FastifyRequest, c: ListCaller): Promise<ServerPage> {
+/** `path`: 'servers' or 'servers/detail' — the next link stays on the view it came from, as in Nova. */
+export async function listServers(d: RouteDeps & { db: Kysely<any>; network?: () => ServerNetworking | undefined }, req: FastifyRequest, c: ListCaller,
+  path: 'servers' | 'servers/detail'): Promise<ServerPage> {
   const q = req.query as Query;
   const all = boolParam('all_tenants', lastOf(q.all_tenants) ?? (q.all_tenants !== undefined ? 'true' : undefined)) === true;
   const changesSince = lastOf(q['changes-since']);
@@ -136,6 +138,6 @@ export async function listServers(d: RouteDeps & { db: Kysely<any>; network?: ()
   const tags = await tagsOf(d.db, ids);
   const servers = ids.map((id) => rowToServer(full.get(id)!, tags.get(id) ?? []));
   const insts = await runtimeOf(d.db, ids);
-  const next = more ? nextLink(d, 'servers', Object.fromEntries(Object.entries(q).map(([k, v]) => [k, lastOf(v)])), ids[ids.length - 1]) : undefined;
+  const next = more ? nextLink(d, path, Object.fromEntries(Object.entries(q).map(([k, v]) => [k, lastOf(v)])), ids[ids.length - 1]) : undefined;
   return { servers, insts, next };
 }

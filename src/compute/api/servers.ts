@@ -130,23 +130,23 @@ export function registerServerRoutes(app: App, d: ServerRouteDeps): void {
     return { server: { id: s.id, links: serverBrief(d, s).links, 'OS-DCF:diskConfig': 'MANUAL', security_groups: [{ name: 'default' }] } };
   });
 
-  const list = async (req: FastifyRequest) => {
+  const list = async (req: FastifyRequest, path: 'servers' | 'servers/detail') => {
     const c = callerOf(req);
     allow(d, req, 'os_compute_api:servers:index');
     const q = req.query as Query;
     const all = boolParam('all_tenants', lastOf(q.all_tenants) ?? (q.all_tenants !== undefined ? 'true' : undefined)) === true;
     if (all) allow(d, req, 'os_compute_api:servers:index:get_all_tenants');
-    return listServers(d, req, c);
+    return listServers(d, req, c, path);
   };
 
   app.get('/servers', async (req) => {
-    const { servers, next } = await list(req);
+    const { servers, next } = await list(req, 'servers');
     return { servers: servers.map((s) => serverBrief(d, s)), ...(next ? { servers_links: next } : {}) };
   });
 
   app.get('/servers/detail', async (req) => {
     allow(d, req, 'os_compute_api:servers:detail');
-    const { servers, insts, next } = await list(req);
+    const { servers, insts, next } = await list(req, 'servers/detail');
     return { servers: await renderServers(d, req, servers, insts), ...(next ? { servers_links: next } : {}) };
   });
 
