@@ -7,6 +7,7 @@ import type { RequestedNic, ServerNetworking, ServerNic } from '../compute/serve
 import type { NetworkModule } from '../network/index.js';
 import { projectCaller } from '../network/service.js';
 import type { Doc } from '../network/store.js';
+import { networkDataOf } from './network-data.js';
 
 export function serverNetworking(network: NetworkModule): ServerNetworking {
   const svc = network.service;
@@ -44,6 +45,7 @@ export function serverNetworking(network: NetworkModule): ServerNetworking {
   };
 
   return {
+    networkData: (serverId) => networkDataOf(network, serverId),
     async resolve(projectId, networks, securityGroups) {
       for (const g of securityGroups ?? []) await svc.resolveSecurityGroup(projectId, g).catch(() => { throw badRequest(`Security group ${g} not found for project ${projectId}.`); });
       if (networks === 'none') return [];

@@ -28,6 +28,8 @@ export interface InstanceApi {
     host: string; keys?: { name: string; publicKey: string }[]; userData?: string; hostname?: string; metadata?: Record<string, string>;
     power?: 'running' | 'shutoff';
     nics?: { id: string; mac: string; tap: string; mtu?: number }[];
+    configDrive?: boolean;
+    networkData?: Record<string, unknown>;
   }): Promise<InstanceLike>;
   getInstance(id: string): Promise<InstanceLike | undefined>;
   listInstances(filter?: { host?: string; projectId?: string }): Promise<InstanceLike[]>;
