@@ -35,7 +35,8 @@ export type ServerTask =
   | { type: 'revert'; step: 'stopping' | 'resizing' | 'starting'; newFlavor: FlavorSnapshot; oldFlavor: FlavorSnapshot; wasRunning: boolean; actionId: string; migrationId?: string }
   | { type: 'rebuild'; step: 'deleting' | 'creating'; imageId: string; actionId: string; power: 'running' | 'shutoff' }
   | { type: 'snapshot'; step: 'snapshotting' | 'uploading'; imageId: string; name: string; actionId: string; agentTaskId?: string }
-  | { type: 'delete'; actionId: string };
+  | { type: 'delete'; actionId: string }
+  | import('./live-migration.js').LiveMigrationTask;
 
 export interface ServerRecord {
   id: string;
