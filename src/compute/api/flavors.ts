@@ -6,18 +6,23 @@ import type { App } from '../../core/http.js';
 import { badRequest, notFound } from '../../core/errors.js';
 import type { Flavor, FlavorService } from '../flavors.js';
 import { atLeast } from './microversion.js';
-import { allow, boolParam, caller, NovaBool, intParam, lastOf, links, oneOf, type Query, type RouteDeps } from './common.js';
+import { allow, boolParam, caller, NovaBool, NovaInt, NovaNumber, novaNumber, intParam, lastOf, links, oneOf, type Query, type RouteDeps } from './common.js';
+
+const POSITIVE = { minimum: 1, maximum: 2147483647 };
+const NON_NEGATIVE = { minimum: 0, maximum: 2147483647 };
+const optNumber = (field: string, v: number | string | undefined) => (v === undefined ? undefined : novaNumber(field, v, NON_NEGATIVE));
 
 const FlavorCreate = Type.Object({
   flavor: Type.Object({
     name: Type.String({ minLength: 1, maxLength: 255 }),
-    ram: Type.Integer({ minimum: 1 }),
-    vcpus: Type.Integer({ minimum: 1 }),
-    disk: Type.Integer({ minimum: 0 }),
+    // Nova takes these numbers as digit strings too ("ram": "1024"); see novaNumber below.
+    ram: NovaInt,
+    vcpus: NovaInt,
+    disk: NovaInt,
     id: Type.Optional(Type.Union([Type.String({ minLength: 1, maxLength: 255 }), Type.Null()])),
-    'OS-FLV-EXT-DATA:ephemeral': Type.Optional(Type.Integer({ minimum: 0 })),
-    swap: Type.Optional(Type.Union([Type.Integer({ minimum: 0 }), Type.Literal('')])),
-    rxtx_factor: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
+    'OS-FLV-EXT-DATA:ephemeral': Type.Optional(NovaInt),
+    swap: Type.Optional(Type.Union([NovaInt, Type.Literal('')])),
+    rxtx_factor: Type.Optional(NovaNumber),
     'os-flavor-access:is_public': Type.Optional(NovaBool),
     description: Type.Optional(Type.Union([Type.String({ maxLength: 65535 }), Type.Null()])),
   }, { additionalProperties: false }),
@@ -101,8 +106,10 @@ export function registerFlavorRoutes(app: App, deps: RouteDeps, flavors: FlavorS
       throw badRequest("Invalid input for field/attribute flavor. Additional properties are not allowed ('description' was unexpected)");
     }
     const f = await flavors.create({
-      id: b.id ?? undefined, name: b.name, ram: b.ram, vcpus: b.vcpus, disk: b.disk,
-      ephemeral: b['OS-FLV-EXT-DATA:ephemeral'], swap: b.swap === '' ? 0 : b.swap, rxtxFactor: b.rxtx_factor,
+      id: b.id ?? undefined, name: b.name, ram: novaNumber('ram', b.ram, POSITIVE), vcpus: novaNumber('vcpus', b.vcpus, POSITIVE),
+      disk: novaNumber('disk', b.disk, NON_NEGATIVE), ephemeral: optNumber('OS-FLV-EXT-DATA:ephemeral', b['OS-FLV-EXT-DATA:ephemeral']),
+      swap: b.swap === '' ? 0 : optNumber('swap', b.swap),
+      rxtxFactor: b.rxtx_factor === undefined ? undefined : novaNumber('rxtx_factor', b.rxtx_factor, { minimum: Number.MIN_VALUE, integer: false }),
       isPublic: boolParam('os-flavor-access:is_public', b['os-flavor-access:is_public']), description: b.description,
     });
     return { flavor: flavorView(deps, req, f) };
