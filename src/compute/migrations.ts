@@ -1,6 +1,7 @@
 // Tables of the compute service (compute_*). Conventions: src/core/db.ts.
 import type { Kysely } from 'kysely';
 import type { ServiceMigrations } from '../core/db.js';
+import { instanceMovesMigration } from './instance-moves.js';
 
 export const computeMigrations: ServiceMigrations = {
   '0001_hosts_instances': {
@@ -73,4 +74,6 @@ export const computeMigrations: ServiceMigrations = {
       await db.schema.dropTable('compute_agent_calls').execute();
     },
   },
+  // Live migrations in progress, at the agents' level (instance-moves.ts).
+  '0003_instance_moves': instanceMovesMigration,
 };

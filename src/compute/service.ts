@@ -12,6 +12,7 @@ import type {
 } from './agent-protocol.js';
 import { ComputeStore, type HostRecord, type InstanceRecord } from './store.js';
 import { AgentCalls } from './calls.js';
+import { LiveMoves } from './instance-moves.js';
 
 export interface CreateInstanceInput {
   id?: string;
@@ -56,6 +57,8 @@ const ACTIONS: Record<Action, { from: DesiredPower[]; to: DesiredPower; taskStat
 export class ComputeService {
   readonly store: ComputeStore;
   readonly calls: AgentCalls;
+  /** Live migrations between hosts (instance-moves.ts). */
+  readonly moves: LiveMoves;
   /** 'host:<name>' on every desired change of that host; 'instance' with the record on every change. */
   readonly events = new EventEmitter();
 
@@ -71,6 +74,7 @@ export class ComputeService {
     this.store = new ComputeStore(db);
     this.events.setMaxListeners(0);
     this.calls = new AgentCalls(db, this.store, this.events);
+    this.moves = new LiveMoves(this.store, this.events, log);
   }
 
   // --- instances: desired state ----------------------------------------------------------------
@@ -268,7 +272,8 @@ export class ComputeService {
         if (!h) throw notFound(`compute host ${host} is not registered`);
         if (h.revision !== since || Date.now() >= deadline || this.closing || signal?.aborted) {
           const [instances, calls] = await Promise.all([this.store.listInstances({ host }), this.calls.pending(host)]);
-          return { revision: h.revision, instances: instances.map(toDesired), ...(calls.length ? { calls } : {}) };
+          const desired = await this.moves.desired(host, instances.map(toDesired), toDesired);
+          return { revision: h.revision, instances: desired, ...(calls.length ? { calls } : {}) };
         }
         // Re-read every 2 s as well: another controller may have made the change.
         await Promise.race([woken, new Promise<void>((r) => { timer = setTimeout(r, Math.min(2000, Math.max(0, deadline - Date.now()))); })]);
@@ -286,8 +291,17 @@ export class ComputeService {
     for (const o of observed) {
       let removed = false;
       let bumped = false;
+      const wake: string[] = [];
       const rec = await this.store.db.transaction().execute(async (tx) => {
+        await this.moves.lock(tx, o.id);
         const i = await this.store.getInstance(o.id, tx);
+        const move = await this.moves.observe(tx, host, o, i);
+        if (move) {
+          wake.push(...move.bump);
+          for (const h of new Set(move.bump)) await this.store.bumpRevision(h, tx);
+          if (move.instance) { move.instance.updatedAt = nowIso(); await this.store.updateInstance(move.instance, tx); }
+          if (move.consumed) return move.instance;
+        }
         if (!i || i.host !== host) return undefined;
         if (o.powerState === 'deleted') {
           if (!i.deleted) return undefined; // a stale report from before a re-create cannot delete
@@ -324,6 +338,7 @@ export class ComputeService {
         if (bumped) await this.store.bumpRevision(host, tx);
         return i;
       });
+      for (const h of new Set(wake)) this.events.emit(`host:${h}`);
       if (!rec) continue;
       if (removed) this.log.info({ instance: rec.id, host }, 'instance deleted from its host');
       if (bumped) this.events.emit(`host:${host}`);

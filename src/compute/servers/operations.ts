@@ -9,6 +9,7 @@ import type { QuotaService } from '../quotas.js';
 import type { PlacementLike } from '../scheduler/index.js';
 import type { MigrationService } from '../migrations/service.js';
 import { closeAction } from './actions.js';
+import { LiveMigrationOps } from './live-migration.js';
 import type { ImageLookup, InstanceApi } from './ports.js';
 import type { Caller, ServerService } from './service.js';
 import type { FlavorSnapshot, ServerRecord } from './store.js';
@@ -20,13 +21,18 @@ const NOVA_ACTION: Record<PowerOp, string> = {
 };
 
 export class ServerOperations {
+  /** os-migrateLive and its abort (live-migration.ts). */
+  readonly live: LiveMigrationOps;
+
   constructor(
     private readonly servers: ServerService,
     private readonly d: {
       instances: InstanceApi; flavors: FlavorService; quotas: QuotaService; placement: PlacementLike;
       hosts: HostDirectory; images: () => ImageLookup; migrations: MigrationService;
     },
-  ) {}
+  ) {
+    this.live = new LiveMigrationOps(servers, d);
+  }
 
   async power(c: Caller, id: string, op: PowerOp): Promise<void> {
     const s = await this.built(c, id, op);
