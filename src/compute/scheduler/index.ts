@@ -16,6 +16,8 @@ export interface PlacementLike {
   }>;
   claim(consumer: string, allocations: Record<string, Record<string, number>>, owner: { projectId: string; userId: string }): Promise<boolean>;
   deleteAllocations(consumer: string): Promise<void>;
+  /** Moves everything `from` holds to `to`, atomically (a move's source allocation ↔ its migration record). */
+  moveAllocations(from: string, to: string, opts?: { consumerType?: string }): Promise<void>;
 }
 
 export interface SchedulerConfig {

@@ -33,6 +33,8 @@ export interface ReconcilerDeps {
   sweepMs: number;
   images?: () => ImageLookup;
   network?: () => ServerNetworking | undefined;
+  /** Moves between hosts (cold migration, resize elsewhere). */
+  moves?: import('./moves.js').ServerMoves;
 }
 
 export class ServerReconciler {
@@ -109,7 +111,7 @@ export class ServerReconciler {
         resources: { VCPU: s.flavor.vcpus, MEMORY_MB: s.flavor.ram, DISK_GB: Math.max(s.flavor.disk, 1) },
         flavorExtraSpecs: s.flavor.extraSpecs, imageProperties: s.request.imageProperties,
         zone: s.requestedAz ?? undefined, triedHosts: s.request.triedHosts, forcedHost: s.request.forcedHost,
-        ...(await this.groupOf(s)),
+        ...(await groupContext(d, s)),
       });
       const now = await d.store.get(s.id);
       if (!now || now.deleted || now.task?.type === 'delete') { await d.placement.deleteAllocations(s.id); return; }
@@ -183,6 +185,13 @@ export class ServerReconciler {
     if (inst) { if (!inst.deleted) await d.instances.deleteInstance(s.id); return; }
     await d.network?.()?.release(s.id);
     await d.placement.deleteAllocations(s.id);
+    // A move cut short (or waiting for confirm): its source allocation and staged disk go too.
+    for (const m of await d.migrations.list({ instanceUuid: s.id, inProgress: true })) {
+      await d.placement.deleteAllocations(m.uuid);
+      await d.instances.discardTransfer(m.uuid);
+      const confirmed = m.status === 'finished' || m.status === 'confirming';
+      await d.migrations.update(m.uuid, confirmed ? { status: 'confirmed' } : { status: 'error', error: 'the server was deleted' });
+    }
     await d.groups.removeMember(s.id);
     const actionId = s.task?.type === 'delete' ? s.task.actionId : undefined;
     s.deleted = true;
@@ -201,23 +210,6 @@ export class ServerReconciler {
     for (const a of await openActions(this.d.store.db, s.id)) {
       await closeAction(this.d.store.db, a.id, inst.fault ? 'Error' : 'Success', inst.fault?.message);
     }
-  }
-
-  private async groupOf(s: ServerRecord) {
-    if (!s.request.groupId) return {};
-    const g = await this.d.groups.get(s.request.groupId).catch(() => undefined);
-    if (!g) return {};
-    const others = g.members.filter((m) => m !== s.id);
-    const hosts: string[] = [];
-    for (const m of others) {
-      const o = await this.d.store.get(m);
-      if (o?.host && !o.deleted) hosts.push(o.host);
-    }
-    const soft = g.policy === 'soft-affinity' || g.policy === 'soft-anti-affinity' ? g.policy : undefined;
-    return {
-      group: { policy: g.policy, memberHosts: hosts, maxPerHost: g.rules.max_server_per_host },
-      ...(soft ? { groupSoftPolicy: soft } : {}),
-    };
   }
 
   private async fail(s: ServerRecord, message: string, code = 500): Promise<void> {
@@ -239,4 +231,21 @@ export class ServerReconciler {
     s.updatedAt = nowIso();
     await this.d.store.update(s);
   }
+}
+
+/** The server's group as the scheduler needs it: policy and where the other members run. */
+export async function groupContext(d: { groups: ServerGroupService; store: ServerStore }, s: ServerRecord) {
+  if (!s.request.groupId) return {};
+  const g = await d.groups.get(s.request.groupId).catch(() => undefined);
+  if (!g) return {};
+  const hosts: string[] = [];
+  for (const m of g.members.filter((x) => x !== s.id)) {
+    const o = await d.store.get(m);
+    if (o?.host && !o.deleted) hosts.push(o.host);
+  }
+  const soft = g.policy === 'soft-affinity' || g.policy === 'soft-anti-affinity' ? g.policy : undefined;
+  return {
+    group: { policy: g.policy, memberHosts: hosts, maxPerHost: g.rules.max_server_per_host },
+    ...(soft ? { groupSoftPolicy: soft } : {}),
+  };
 }

@@ -35,7 +35,31 @@ export type ServerTask =
   | { type: 'revert'; step: 'stopping' | 'resizing' | 'starting'; newFlavor: FlavorSnapshot; oldFlavor: FlavorSnapshot; wasRunning: boolean; actionId: string; migrationId?: string }
   | { type: 'rebuild'; step: 'deleting' | 'creating'; imageId: string; actionId: string; power: 'running' | 'shutoff' }
   | { type: 'snapshot'; step: 'snapshotting' | 'uploading'; imageId: string; name: string; actionId: string; agentTaskId?: string }
-  | { type: 'delete'; actionId: string };
+  | { type: 'delete'; actionId: string }
+  | MoveTask
+  | { type: 'confirm-move'; migrationId: string; actionId: string }
+  | { type: 'revert-move'; migrationId: string; actionId: string; source: string; power: 'running' | 'shutoff' };
+
+/**
+ * A cold migration or resize to another host (servers/moves.ts): stop → the source uploads the
+ * disk (exporting) → the destination spawns from it (spawning) → VERIFY_RESIZE; any failure rolls
+ * back (the source's copy is the server again).
+ */
+export interface MoveTask {
+  type: 'move';
+  kind: 'migration' | 'resize';
+  step: 'stopping' | 'exporting' | 'spawning' | 'rollback';
+  migrationId: string;
+  source: string;
+  dest: string;
+  newFlavor: FlavorSnapshot;
+  oldFlavor: FlavorSnapshot;
+  wasRunning: boolean;
+  actionId: string;
+  agentTaskId?: string;
+  /** Why the move is being rolled back. */
+  error?: string;
+}
 
 export interface ServerRecord {
   id: string;

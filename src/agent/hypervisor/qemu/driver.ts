@@ -56,14 +56,23 @@ export class QemuDriver implements HypervisorDriver {
     return [this.binary, ...qemuArgs(spec, p, { accel: this.accelerator, hasConfigDrive: existsSync(p.configDrive), ...opts })];
   }
 
-  async spawn(spec: InstanceSpec, image: BaseImage, configDrive: ConfigDriveSpec | undefined, opts: { start?: boolean } = {}): Promise<void> {
+  async spawn(spec: InstanceSpec, image: BaseImage | null, configDrive: ConfigDriveSpec | undefined, opts: { start?: boolean; disk?: string } = {}): Promise<void> {
     const p = this.paths(spec.id);
     if (p.qmp.length > 100) throw new Error(`instance directory too deep for unix sockets: ${p.qmp}`);
     await this.locked(spec.id, async () => {
       const log = this.o.log.child({ instance: spec.id });
       mkdirSync(p.dir, { recursive: true, mode: 0o700 });
       writeAtomic(p.spec, JSON.stringify(spec, null, 2));
+      if (!existsSync(p.disk) && opts.disk) {
+        const info = JSON.parse(await run('qemu-img', ['info', '--output=json', opts.disk])) as { 'virtual-size': number; format: string };
+        if (info.format !== 'qcow2') throw new Error(`a moved disk must be qcow2, not ${info.format}`);
+        const want = spec.diskGb * 1024 ** 3;
+        if (want > info['virtual-size']) await run('qemu-img', ['resize', '-q', opts.disk, String(want)]);
+        renameSync(opts.disk, p.disk);
+        log.info({ virtualSize: Math.max(want, info['virtual-size']) }, 'imported moved disk');
+      }
       if (!existsSync(p.disk)) {
+        if (!image) throw new Error(`guest ${spec.id} has no disk and no image to make one from`);
         const part = `${p.disk}.part`;
         const size = await this.targetSize(image, spec.diskGb);
         await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', image.format, '-b', image.path, part, ...(size ? [String(size)] : [])]);
