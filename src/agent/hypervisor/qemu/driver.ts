@@ -95,7 +95,8 @@ export class QemuDriver implements HypervisorDriver {
         process.kill(pid, 'SIGKILL');
         await waitGone(pid, id, 10_000);
       }
-      await removeCgroup(guestCgroup(this.cgroupRoot, id));
+      // A process of this id not started from our directory is another agent's copy (tests run two hosts on one machine).
+      await removeCgroup(guestCgroup(this.cgroupRoot, id), (other) => !cmdlineOf(other).includes(p.dir));
       rmSync(p.dir, { recursive: true, force: true });
       this.lastState.delete(id);
       this.o.log.info({ instance: id, pid }, 'destroyed guest');
@@ -470,4 +471,8 @@ export function sha256File(path: string): Promise<string> {
     const h = createHash('sha256');
     createReadStream(path).on('data', (d) => h.update(d)).on('error', reject).on('end', () => resolve(h.digest('hex')));
   });
+}
+
+function cmdlineOf(pid: number): string {
+  try { return readFileSync(`/proc/${pid}/cmdline`, 'utf8'); } catch { return ''; }
 }

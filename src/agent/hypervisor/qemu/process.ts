@@ -60,9 +60,18 @@ export function guestCgroup(root: string | undefined, id: string): string | unde
   return root ? join(root, `instance-${id}.scope`) : undefined;
 }
 
-/** Kills every process left in the guest's cgroup and removes it. */
-export async function removeCgroup(dir: string | undefined): Promise<void> {
+/**
+ * Kills every process left in the guest's cgroup and removes it — unless `foreign` says one of
+ * them belongs to someone else: the same guest id run by another agent on this machine (two test
+ * hosts during a migration share the cgroup name), which is left alone.
+ */
+export async function removeCgroup(dir: string | undefined, foreign?: (pid: number) => boolean): Promise<void> {
   if (!dir || !existsSync(dir)) return;
+  if (foreign) {
+    let pids: number[] = [];
+    try { pids = readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number); } catch { /* gone */ }
+    if (pids.some(foreign)) return;
+  }
   try { writeFileSync(join(dir, 'cgroup.kill'), '1'); } catch { /* older kernels: pids are killed by the caller */ }
   for (let i = 0; i < 50; i++) {
     try {
