@@ -211,6 +211,16 @@ test('cold migrate, resize elsewhere, confirm/revert, rollback and refusals betw
   const actions = await tc.openstackJson(['server', 'event', 'list', id]);
   assert.ok(actions.some((a: any) => a.Action === 'migrate'));
 
+  // A project member cannot migrate their own server (admin policy): 403 through the real CLI.
+  const mine = await api(tc.url, 'POST', `${V}/servers`, { token: demo, body: { server: { name: 'demo-mover', imageRef: IMG, flavorRef: '42' } } });
+  assert.equal(mine.status, 202, mine.text);
+  await waitStatus(mine.body.server.id, 'ACTIVE');
+  const denied = await tc.openstack(['server', 'migrate', mine.body.server.id], { as: 'demo' });
+  assert.notEqual(denied.code, 0);
+  assert.match(denied.stderr, /403|not allowed|[Pp]olicy/);
+  assert.equal((await api(tc.url, 'POST', `${V}/servers/${mine.body.server.id}/action`, { token: demo, body: { migrate: null } })).status, 403);
+  assert.equal((await tc.openstack(['server', 'delete', '--wait', mine.body.server.id], { as: 'demo' })).code, 0);
+
   // Delete while waiting for confirm: both copies and both allocations go.
   assert.equal((await api(tc.url, 'POST', `${V}/servers/${id}/action`, { token: admin, body: { migrate: null } })).status, 202);
   await waitStatus(id, 'VERIFY_RESIZE');
