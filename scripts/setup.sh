@@ -14,7 +14,7 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 # Debian packages: the runtime (hypervisor, data plane, guest image build) and, for tests, the clients.
 runtime_pkgs=(qemu-system-x86 qemu-utils genisoimage dnsmasq-base iproute2 nftables iptables
   openssh-client linux-image-cloud-amd64 busybox-static dropbear-bin syslinux syslinux-common
-  mtools dosfstools fdisk e2fsprogs cpio zstd kmod)
+  mtools dosfstools fdisk e2fsprogs cpio zstd kmod novnc)
 test_pkgs=(python3-openstackclient python3-openstacksdk python3-osc-placement iputils-ping socat iperf3 curl)
 
 pkgs=("${runtime_pkgs[@]}")

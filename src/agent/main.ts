@@ -36,6 +36,8 @@ export interface AgentOptions {
   network?: NetworkLayout | false;
   /** This host's VXLAN endpoint (with `network.underlay`); null: no VXLAN. */
   underlayIp?: string | null;
+  /** Guests' VNC servers listen on TCP at this address (controllers on other machines); default: unix sockets. */
+  consoleListen?: string;
 }
 
 export interface RunningAgent {
@@ -71,7 +73,7 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
 
   const accel = await chooseAccelerator({ mode: o.accel ?? 'auto', probeImage: o.probeImage ?? defaultProbeImage(), log });
   log.info({ accel: accel.accel, reason: accel.reason }, 'accelerator chosen');
-  const driver = new QemuDriver({ instancesDir: dirs.instances, accel: accel.accel, log });
+  const driver = new QemuDriver({ instancesDir: dirs.instances, accel: accel.accel, log, vncListen: o.consoleListen });
   log.info({ cgroups: driver.cgroupRoot ?? 'unavailable: guests tracked by pid only' }, 'guest tracking');
 
   // Adopt: guests already running (pid file + /proc check) are left exactly as they are.

@@ -1,5 +1,6 @@
 // The commands of the `stratus` CLI, each a small function over parsed flags.
 import { spawn } from 'node:child_process';
+import { isIP } from 'node:net';
 import { closeSync, existsSync, openSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -216,10 +217,10 @@ const admin: Command = {
 };
 
 const agent: Command = {
-  summary: 'run the host agent (--controller URL [--data-dir DIR] [--token-file F] [--host NAME] [--accel auto|kvm|tcg])',
+  summary: 'run the host agent (--controller URL [--data-dir DIR] [--token-file F] [--host NAME] [--accel auto|kvm|tcg] [--console-listen ADDRESS])',
   options: {
     ...dataDirOption, controller: { type: 'string' }, 'token-file': { type: 'string' }, host: { type: 'string' },
-    accel: { type: 'string' }, 'probe-image': { type: 'string' },
+    accel: { type: 'string' }, 'probe-image': { type: 'string' }, 'console-listen': { type: 'string' },
     'netns-prefix': { type: 'string' }, 'provider-netns': { type: 'string' }, 'underlay-ip': { type: 'string' },
     'underlay-netns': { type: 'string' }, 'no-network': { type: 'boolean' },
   },
@@ -236,6 +237,11 @@ const agent: Command = {
     const { networkLayout } = await import('../agent/netagent.js');
     const str = (k: string) => (typeof flags[k] === 'string' ? String(flags[k]) : undefined);
     const underlayIp = str('underlay-ip') ?? null;
+    const consoleListen = str('console-listen') ?? process.env.STRATUS_CONSOLE_LISTEN;
+    // The address is also what controllers connect to: a wildcard would not tell them where.
+    if (consoleListen !== undefined && (!isIP(consoleListen) || /^(0\.0\.0\.0|::)$/.test(consoleListen))) {
+      throw new Error('--console-listen must be an IP address of this host that controllers can reach (not 0.0.0.0 or ::)');
+    }
     const a = await startAgent({
       network: flags['no-network'] ? false : networkLayout({
         prefix: str('netns-prefix') ?? process.env.STRATUS_NETNS_PREFIX, providerNetns: str('provider-netns') ?? process.env.STRATUS_PROVIDER_NETNS,
@@ -245,6 +251,7 @@ const agent: Command = {
       controllerUrl: controller, dataDir: dir, token, accel: accel as 'auto' | 'kvm' | 'tcg',
       hostName: typeof flags.host === 'string' ? flags.host : undefined,
       probeImage: typeof flags['probe-image'] === 'string' ? flags['probe-image'] : undefined,
+      consoleListen,
     });
     const stop = async () => {
       await a.stop();

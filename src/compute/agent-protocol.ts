@@ -30,7 +30,7 @@ export interface DesiredInstance {
   deleted: boolean;
   flavor: { vcpus: number; ramMb: number; diskGb: number };
   imageId: string;
-  configDrive: { metaData: Record<string, unknown>; userData?: string };
+  configDrive: { metaData: Record<string, unknown>; userData?: string; networkData?: Record<string, unknown> };
   /**
    * Attach `configDrive` even though the guest has NICs (the user asked for config_drive). A guest
    * with NICs otherwise reads the same data from the metadata service, as in Nova.

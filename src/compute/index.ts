@@ -15,6 +15,7 @@ import { createNovaApi, type NovaApi } from './nova.js';
 import type { PlacementLike } from './scheduler/index.js';
 import type { ImageLookup } from './servers/ports.js';
 import { notFound } from '../core/errors.js';
+import { ConsoleProxy } from './consoles/proxy.js';
 
 export type { ImageSource } from './images.js';
 export { FileImageSource } from './images.js';
@@ -32,6 +33,8 @@ export interface ComputeModule extends ServiceModule {
   nova: NovaApi;
   /** The image service as the Nova API uses it (image lookups with visibility, snapshots). */
   setImageApi(api: ImageLookup): void;
+  /** The remote console proxy (noVNC pages and the WebSocket to guests' VNC servers). */
+  consoleProxy: ConsoleProxy;
 }
 
 export interface ComputeDeps {
@@ -77,6 +80,7 @@ export function createCompute(ctx: ServiceContext, deps: ComputeDeps): ComputeMo
     };
   };
   const nova = createNovaApi(ctx, { identity: deps.identity, hosts: service, instances: service, placement: deps.placement, images: imageLookup });
+  const consoleProxy = new ConsoleProxy(nova.consoles, ctx.log.child({ service: 'console-proxy' }));
   const mod: ComputeModule = {
     name: 'compute',
     prefix: '/compute',
@@ -88,13 +92,17 @@ export function createCompute(ctx: ServiceContext, deps: ComputeDeps): ComputeMo
     setImageSource(src) { mod.images = src; },
     setImageApi(api) { imageApi = api; },
     agentToken,
+    consoleProxy,
     async routes(app) {
       useErrorStyle(app, novaError);
       agentRoutes(app, { service, images: { describe: (id) => mod.images.describe(id), open: (id) => mod.images.open(id) }, token: agentToken });
       await nova.routes(app);
+      // The console proxy: noVNC pages under /compute/console/, its WebSocket on the same listener.
+      consoleProxy.routes(app, nova.consoles.cfg.novncDir);
+      consoleProxy.attach(app.server);
     },
     async start() { agentToken(); await nova.start(); },
-    async stop() { await nova.stop(); service.close(); },
+    async stop() { consoleProxy.close(); await nova.stop(); service.close(); },
   };
   return mod;
 }

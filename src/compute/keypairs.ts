@@ -3,12 +3,13 @@
 import type { Kysely } from 'kysely';
 import { badRequest, conflict, notFound } from '../core/errors.js';
 import { isUniqueViolation } from '../core/db.js';
-import { nowIso, uuid } from '../core/ids.js';
+import { nowIso } from '../core/ids.js';
 import { generateSshKey, sshFingerprint, x509Fingerprint, type KeyKind } from './sshkeys.js';
 import type { QuotaService } from './quotas.js';
 
 export interface Keypair {
-  id: string;
+  /** An integer, as Nova shows it. */
+  id: number;
   userId: string;
   name: string;
   type: 'ssh' | 'x509';
@@ -30,10 +31,10 @@ export interface KeypairCreate {
   extendedNames?: boolean;
 }
 
-type Row = { id: string; user_id: string; name: string; type: string; public_key: string; fingerprint: string; created_at: string };
+type Row = { id: number; user_id: string; name: string; type: string; public_key: string; fingerprint: string; created_at: string };
 
 const toKeypair = (r: Row): Keypair => ({
-  id: r.id, userId: r.user_id, name: r.name, type: r.type as Keypair['type'], publicKey: r.public_key,
+  id: Number(r.id), userId: r.user_id, name: r.name, type: r.type as Keypair['type'], publicKey: r.public_key,
   fingerprint: r.fingerprint, createdAt: r.created_at,
 });
 
@@ -90,19 +91,22 @@ export class KeypairService {
       const g = await generateSshKey(kind, `${input.name}@stratus`);
       publicKey = g.publicKey; privateKey = g.privateKey; fingerprint = g.fingerprint;
     }
-    const row: Row = {
-      id: uuid(), user_id: input.userId, name: input.name, type: type === 'x509' ? 'x509' : 'ssh',
+    const row: Omit<Row, 'id'> = {
+      user_id: input.userId, name: input.name, type: type === 'x509' ? 'x509' : 'ssh',
       public_key: publicKey, fingerprint, created_at: nowIso(),
     };
+    let id = 0;
     try {
       await this.quotas.consume(input.projectId, { key_pairs: 1 }, async (tx) => {
         await tx.insertInto('compute_keypairs').values(row).execute();
+        id = Number((await tx.selectFrom('compute_keypairs').select('id').where('user_id', '=', row.user_id)
+          .where('name', '=', row.name).executeTakeFirstOrThrow()).id);
       }, { userId: input.userId });
     } catch (e) {
       if (isUniqueViolation(e)) throw conflict(`Key pair '${input.name}' already exists.`);
       throw e;
     }
-    return { ...toKeypair(row), privateKey };
+    return { ...toKeypair({ ...row, id }), privateKey };
   }
 
   async delete(userId: string, name: string): Promise<void> {

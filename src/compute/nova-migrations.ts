@@ -216,5 +216,27 @@ export function novaMigrations(engine: Engine): ServiceMigrations {
       await db.schema.dropTable('compute_migrations').ifExists().execute();
     },
   };
-  return { '1000_nova_api': m1000, '1010_servers': m1010, '1020_migrations': m1020 };
+  // Nova shows a key pair's id as an integer: the table is rebuilt with a serial id (oldest
+  // first), the old text id dropped (nothing refers to it).
+  const m1025: Migration = {
+    async up(db) {
+      await serial(db, 'compute_keypairs_next')
+        .addColumn('user_id', 'text', (c) => c.notNull())
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('type', 'text', (c) => c.notNull())
+        .addColumn('public_key', 'text', (c) => c.notNull())
+        .addColumn('fingerprint', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addUniqueConstraint('compute_keypairs_user_name_2', ['user_id', 'name'])
+        .execute();
+      const cols = ['user_id', 'name', 'type', 'public_key', 'fingerprint', 'created_at'] as const;
+      await db.insertInto('compute_keypairs_next').columns([...cols])
+        .expression(db.selectFrom('compute_keypairs').select([...cols]).orderBy('created_at').orderBy('name'))
+        .execute();
+      await db.schema.dropTable('compute_keypairs').execute();
+      await db.schema.alterTable('compute_keypairs_next').renameTo('compute_keypairs').execute();
+    },
+    async down() { /* the text ids are gone; nothing to restore */ },
+  };
+  return { '1000_nova_api': m1000, '1010_servers': m1010, '1020_migrations': m1020, '1025_keypair_serial_ids': m1025 };
 }

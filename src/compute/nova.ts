@@ -34,6 +34,9 @@ import { ServerReconciler } from './servers/reconciler.js';
 import { ServerService } from './servers/service.js';
 import { registerInterfaceRoutes } from './api/interfaces.js';
 import type { ServerNetworking } from './servers/networking.js';
+import { registerConsoleRoutes } from './api/consoles.js';
+import { consoleMigrations } from './consoles/migrations.js';
+import { ConsoleService, consoleConfig } from './consoles/service.js';
 import { MigrationService } from './migrations/service.js';
 import { registerMigrationRoutes } from './api/migrations.js';
 import { ServerMoves } from './servers/moves.js';
@@ -67,6 +70,8 @@ export interface NovaApi {
   operations: ServerOperations;
   scheduler: Scheduler;
   reconciler: ServerReconciler;
+  /** Remote console tokens and URLs (the proxy that uses them is in consoles/proxy.ts). */
+  consoles: ConsoleService;
   /** Migration records (compute_migrations): cold/live migrations and resizes. */
   serverMigrations: MigrationService;
   /** Wires the networking service in (server.ts): ports for servers, addresses in views. */
@@ -108,12 +113,16 @@ export function createNovaApi(ctx: ServiceContext, deps: NovaDeps): NovaApi {
     groups: serverGroups, aggregates, migrations: serverMigrations, moves, log, maxAttempts: 3, buildTimeoutMs: 10 * 60_000, sweepMs: 5000, images: deps.images, network,
   });
   servers.kick = (id) => reconciler.kick(id);
-  const serverRoutes: ServerRouteDeps = { ...routeDeps, servers, hosts, groups: serverGroups, db, network };
+  const consoles = new ConsoleService(db, {
+    servers, log,
+    instances: { getInstance: (id) => deps.instances.getInstance(id), vncAddress: async (id) => deps.instances.vncAddress?.(id) },
+  }, consoleConfig(ctx.cfg.compute), ctx.baseUrl);
+  const serverRoutes: ServerRouteDeps = { ...routeDeps, servers, hosts, groups: serverGroups, db, network, consoles };
 
   return {
-    migrations: novaMigrations(ctx.db.engine),
+    migrations: { ...novaMigrations(ctx.db.engine), ...consoleMigrations },
     catalog: [{ type: 'compute', name: 'nova', description: 'Compute (Nova v2.1)', path: '/compute/v2.1' }],
-    flavors, keypairs, quotas, aggregates, serverGroups, hosts, servers, operations, scheduler, reconciler, serverMigrations,
+    flavors, keypairs, quotas, aggregates, serverGroups, hosts, servers, operations, scheduler, reconciler, consoles, serverMigrations,
     setNetworking(n) { networking = n; },
     async routes(app) {
       registerVersionRoutes(app, (_req: FastifyRequest) => routeDeps.computeUrl());
@@ -126,13 +135,14 @@ export function createNovaApi(ctx: ServiceContext, deps: NovaDeps): NovaApi {
         v21.addHook('onRequest', microversionHook);
         registerFlavorRoutes(v21, routeDeps, flavors);
         registerKeypairRoutes(v21, routeDeps, keypairs);
-        registerQuotaRoutes(v21, routeDeps, quotas, deps.identity);
+        registerQuotaRoutes(v21, routeDeps, quotas, deps.identity, network);
         registerAggregateRoutes(v21, routeDeps, aggregates, hosts);
         registerServerGroupRoutes(v21, routeDeps, serverGroups);
         registerHostRoutes(v21, routeDeps, hosts, aggregates);
         registerServerRoutes(v21, serverRoutes);
         registerServerActionRoutes(v21, serverRoutes, operations);
         registerInterfaceRoutes(v21, serverRoutes, deps.instances);
+        registerConsoleRoutes(v21, { ...serverRoutes, consoles });
         registerUsageRoutes(v21, routeDeps, db);
         registerMigrationRoutes(v21, { ...routeDeps, migrations: serverMigrations, servers });
       }, { prefix: '/v2.1' });
@@ -141,8 +151,10 @@ export function createNovaApi(ctx: ServiceContext, deps: NovaDeps): NovaApi {
       await quotas.registerDefaults();
       await flavors.ensureDefaults();
       reconciler.start();
+      consoles.start();
     },
     async stop() {
+      consoles.stop();
       await reconciler.stop();
     },
   };

@@ -98,6 +98,7 @@ export const COMPUTE_POLICY: Record<string, string> = {
   'os_compute_api:os-security-groups:get': MEMBER,
   'os_compute_api:os-security-groups:remove': MEMBER,
   'os_compute_api:os-remote-consoles': MEMBER,
+  'os_compute_api:os-console-auth-tokens': ADMIN,
   'os_compute_api:os-migrate-server:migrate': ADMIN,
   'os_compute_api:os-migrate-server:migrate_live': ADMIN,
   'os_compute_api:os-migrations:index': ADMIN,

@@ -15,6 +15,11 @@ export interface QuotaResource {
   description: string;
   /** Last microversion that shows it (Nova dropped the file-injection quotas at 2.57). */
   maxMinor?: number;
+  /**
+   * Before 2.36 Nova also showed network quotas; these are the network service's own unified
+   * limits (service type network, registered by it), read and written through the same door.
+   */
+  service?: 'network';
 }
 
 export const QUOTA_RESOURCES: QuotaResource[] = [
@@ -28,7 +33,13 @@ export const QUOTA_RESOURCES: QuotaResource[] = [
   { api: 'injected_files', limit: 'server_injected_files', defaultLimit: 5, description: 'Injected files per server', maxMinor: 56 },
   { api: 'injected_file_content_bytes', limit: 'server_injected_file_content_bytes', defaultLimit: 10240, description: 'Bytes per injected file', maxMinor: 56 },
   { api: 'injected_file_path_bytes', limit: 'server_injected_file_path_bytes', defaultLimit: 255, description: 'Bytes per injected file path', maxMinor: 56 },
+  ...([['floating_ips', 'floatingip'], ['fixed_ips', 'port'], ['security_groups', 'security_group'], ['security_group_rules', 'security_group_rule']] as const)
+    .map(([api, limit]): QuotaResource => ({ api, limit, defaultLimit: -1, description: `Network ${limit} quota`, maxMinor: 35, service: 'network' })),
 ];
+
+/** Network quotas shown by os-quota-sets before 2.36, as the network service names them. */
+export const NETWORK_PROXIED = QUOTA_RESOURCES.filter((r) => r.service === 'network');
+const serviceOf = (r: QuotaResource) => r.service ?? 'compute';
 
 const BY_API = new Map(QUOTA_RESOURCES.map((r) => [r.api, r]));
 
@@ -50,6 +61,7 @@ export class QuotaService {
 
   async registerDefaults(): Promise<void> {
     for (const r of QUOTA_RESOURCES) {
+      if (r.service) continue; // registered by their own service
       await this.identity.ensureRegisteredLimit({
         serviceType: 'compute', resourceName: r.limit, defaultLimit: r.defaultLimit, description: r.description,
       });
@@ -60,7 +72,7 @@ export class QuotaService {
   async limits(projectId: string): Promise<Record<string, number>> {
     const out: Record<string, number> = {};
     for (const r of QUOTA_RESOURCES) {
-      const v = await this.identity.getLimit({ projectId, serviceType: 'compute', resourceName: r.limit });
+      const v = await this.identity.getLimit({ projectId, serviceType: serviceOf(r), resourceName: r.limit });
       out[r.api] = v ?? -1;
     }
     return out;
@@ -72,7 +84,7 @@ export class QuotaService {
 
   async limit(projectId: string, api: string): Promise<number> {
     const r = BY_API.get(api)!;
-    return (await this.identity.getLimit({ projectId, serviceType: 'compute', resourceName: r.limit })) ?? -1;
+    return (await this.identity.getLimit({ projectId, serviceType: serviceOf(r), resourceName: r.limit })) ?? -1;
   }
 
   async usage(projectId: string, db: Kysely<any> = this.db, scope: UsageScope = {}): Promise<Usage> {
@@ -97,9 +109,8 @@ export class QuotaService {
       }
     }
     for (const [k, v] of Object.entries(values)) {
-      await this.identity.setProjectLimit({
-        projectId, serviceType: 'compute', resourceName: BY_API.get(k)!.limit, value: v,
-      });
+      const r = BY_API.get(k)!;
+      await this.identity.setProjectLimit({ projectId, serviceType: serviceOf(r), resourceName: r.limit, value: v });
     }
   }
 
@@ -107,6 +118,7 @@ export class QuotaService {
   async reset(projectId: string): Promise<void> {
     const d = await this.defaults();
     for (const r of QUOTA_RESOURCES) {
+      if (r.service) continue; // the network service's own quotas stay as they are
       await this.identity.setProjectLimit({ projectId, serviceType: 'compute', resourceName: r.limit, value: d[r.api]! });
     }
   }

@@ -35,6 +35,9 @@ export interface CreateInstanceInput {
   nics?: { id: string; mac: string; tap: string; mtu?: number }[];
   /** Power state to reach once built (default running). */
   power?: 'running' | 'shutoff';
+  /** config_drive=true: a config drive even with NICs, carrying `networkData` as network_data.json. */
+  configDrive?: boolean;
+  networkData?: Record<string, unknown>;
 }
 
 /** A host is up when its agent sent a heartbeat within this many seconds. */
@@ -113,6 +116,7 @@ export class ComputeService {
       vcpus: input.vcpus, ramMb: input.ramMb, diskGb: input.diskGb,
       keys: input.keys ?? [], userData: input.userData, hostname: input.hostname ?? sanitizeHostname(input.name),
       metadata: input.metadata ?? {}, nics: input.nics ?? [],
+      ...(input.configDrive ? { configDrive: true } : {}), ...(input.networkData ? { networkData: input.networkData } : {}),
       desiredPower: input.power ?? 'running', deleted: false, task: null, taskState: 'spawning',
       generation: 1, powerState: null, observedGeneration: 0, pid: null, diskBytes: null, busy: false,
       fault: null, lastTaskResult: null, lastEvent: null, observedAt: null, createdAt: now, updatedAt: now,
@@ -452,7 +456,9 @@ export function toDesired(i: InstanceRecord): DesiredInstance {
         keys: i.keys.map((k) => ({ name: k.name, type: 'ssh', data: k.publicKey })), meta: i.metadata,
       },
       ...(i.userData !== undefined ? { userData: i.userData } : {}),
+      ...(i.networkData ? { networkData: i.networkData } : {}),
     },
+    ...(i.configDrive ? { forceConfigDrive: true } : {}),
     nics: i.nics,
     ...(i.task ? { task: i.task } : {}),
     ...(i.diskSource ? { disk: i.diskSource } : {}),

@@ -9,6 +9,10 @@ export interface InstanceSpecFields {
   hostname: string;
   metadata: Record<string, string>;
   nics: { id: string; mac: string; tap: string; mtu?: number }[];
+  /** The user asked for a config drive (config_drive=true): attached even to a guest with NICs. */
+  configDrive?: boolean;
+  /** OpenStack network_data.json for the config drive (the same the metadata service serves). */
+  networkData?: Record<string, unknown>;
 }
 
 /**
@@ -102,7 +106,10 @@ export function rowToInstance(r: Record<string, any>): InstanceRecord {
 }
 
 export function instanceToRow(i: InstanceRecord): Record<string, unknown> {
-  const spec: InstanceSpecFields = { keys: i.keys, userData: i.userData, hostname: i.hostname, metadata: i.metadata, nics: i.nics };
+  const spec: InstanceSpecFields = {
+    keys: i.keys, userData: i.userData, hostname: i.hostname, metadata: i.metadata, nics: i.nics,
+    ...(i.configDrive ? { configDrive: true } : {}), ...(i.networkData ? { networkData: i.networkData } : {}),
+  };
   return {
     id: i.id, project_id: i.projectId, user_id: i.userId, name: i.name, host: i.host, image_id: i.imageId,
     vcpus: i.vcpus, ram_mb: i.ramMb, disk_gb: i.diskGb, spec: toJson(spec), desired_power: i.desiredPower,

@@ -5,6 +5,7 @@ import Fastify, {
   type RawReplyDefaultExpression, type RawRequestDefaultExpression, type RawServerDefault,
 } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { AjvCompiler } from '@fastify/ajv-compiler';
 import client from 'prom-client';
 import type { Logger } from './log.js';
 import { ApiError, badRequest, type ErrorFormatter, keystoneError } from './errors.js';
@@ -23,6 +24,19 @@ export interface HttpOptions {
   bodyLimit?: number;
 }
 
+// Querystrings, params and headers are text: they are coerced to the schema's types ("5" -> 5, a
+// repeated key -> array). JSON bodies carry their own types and are validated as sent, so
+// `["a"]` or `1` is no string and `"true"` no boolean unless a schema says so.
+const AJV_COMMON = { removeAdditional: false, allErrors: false, useDefaults: true } as const;
+const strictPool = AjvCompiler();
+const coercingPool = AjvCompiler();
+type RouteSchema = { schema: unknown; httpPart?: string; method: string; url: string };
+function buildValidator(external: Record<string, never>, opts: Record<string, unknown> = {}) {
+  const strict = strictPool(external, { ...opts, customOptions: { ...AJV_COMMON, coerceTypes: false } }) as unknown as (r: RouteSchema) => unknown;
+  const coercing = coercingPool(external, { ...opts, customOptions: { ...AJV_COMMON, coerceTypes: 'array' } }) as unknown as (r: RouteSchema) => unknown;
+  return (route: RouteSchema) => (route.httpPart === 'body' ? strict : coercing)(route);
+}
+
 export function createHttpApp(opts: HttpOptions): App {
   const app: App = Fastify({
     loggerInstance: opts.logger as FastifyBaseLogger,
@@ -35,7 +49,7 @@ export function createHttpApp(opts: HttpOptions): App {
     // One line per request is logged by the onResponse hook below, with the request id.
     logController: new LogController({ requestIdLogLabel: 'request_id', disableRequestLogging: true }),
     routerOptions: { ignoreTrailingSlash: true, caseSensitive: true },
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
+    schemaController: { compilersFactory: { buildValidator: buildValidator as never } },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   const registry = new client.Registry();

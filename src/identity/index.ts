@@ -51,6 +51,8 @@ export interface IdentityModule extends ServiceModule, TokenValidator {
   getLimit(q: LimitQuery): Promise<number | undefined>;
   /** Creates or updates the project's limit (os-quota-sets and Neutron quotas write through this). */
   setProjectLimit(q: LimitQuery & { value: number }): Promise<void>;
+  /** Projects with a limit of their own on `serviceType` (whatever its value). */
+  projectsWithLimits(serviceType: string): Promise<string[]>;
   /** Registers a default limit if none exists yet (services call this at start for their resources). */
   ensureRegisteredLimit(q: Omit<LimitQuery, 'projectId'> & { defaultLimit: number; description?: string }): Promise<void>;
   getProject(id: string): Promise<ProjectInfo | undefined>;
@@ -140,6 +142,7 @@ export function createIdentity(ctx: ServiceContext): IdentityModule {
     getLimit: (q) => limits.getLimit(core.db, q),
     setProjectLimit: (q) => limits.setProjectLimit(core.db, q),
     ensureRegisteredLimit: (q) => limits.ensureRegisteredLimit(core.db, q),
+    projectsWithLimits: (t) => limits.projectsWithLimits(core.db, t),
 
     async getEc2Credential(access) {
       const r = await core.db.selectFrom('identity_credentials').selectAll()

@@ -29,6 +29,15 @@ export async function getLimit(db: IdentityDb, q: LimitQuery): Promise<number | 
   return prefer(reg, region)?.default_limit;
 }
 
+/** Projects that have a project limit of their own on a service type (Neutron's quota listing). */
+export async function projectsWithLimits(db: IdentityDb, serviceType: string): Promise<string[]> {
+  const serviceId = await serviceIdOf(db, serviceType);
+  if (!serviceId) return [];
+  const rows = await db.selectFrom('identity_limits').select('project_id').distinct()
+    .where('service_id', '=', serviceId).where('project_id', '!=', '').orderBy('project_id').execute();
+  return rows.map((r) => String(r.project_id));
+}
+
 export async function setProjectLimit(db: IdentityDb, q: LimitQuery & { value: number }): Promise<void> {
   if (!Number.isInteger(q.value) || q.value < -1) throw badRequest(`Invalid limit ${q.value}: expecting an integer >= -1.`);
   const serviceId = await serviceIdOf(db, q.serviceType);

@@ -2,7 +2,7 @@
 // state of its host's data plane (computed by the network service), reports its ports'
 // status, registers its VXLAN endpoint, and relays its guests' metadata requests here.
 // Authenticated by the agent token (DATA_DIR/agent-token), as /compute/agent/v1.
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Type } from '@sinclair/typebox';
@@ -16,11 +16,14 @@ import type { ComputeModule } from '../compute/index.js';
 import type { NetworkModule } from '../network/index.js';
 import { MetadataApi } from './metadata.js';
 import type { HostNetworkDesired } from './protocol.js';
+import { HostStateCache } from './revision.js';
 
 export interface NetAgentModule extends ServiceModule {
   metadata: MetadataApi;
   /** The desired data plane of one host, with its revision. */
   desired(host: string): Promise<HostNetworkDesired>;
+  /** Host states computed since start (measurements, tests). */
+  readonly computedStates: number;
 }
 
 /** Reads DATA_DIR/metadata-secret, creating it (mode 0600) on the first start. */
@@ -34,15 +37,22 @@ export function ensureMetadataSecret(dataDir: string): string {
 
 const HostParams = Type.Object({ host: Type.String({ minLength: 1, maxLength: 255, pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$' }) });
 const IPV4 = '^(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])(\\.(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])){3}$';
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export function createNetAgent(ctx: ServiceContext, deps: { network: NetworkModule; compute: ComputeModule }): NetAgentModule {
   let secretValue: string | undefined;
   const secret = () => (secretValue ??= ensureMetadataSecret(ctx.cfg.dataDir));
   const metadata = new MetadataApi(deps.network, deps.compute, secret);
+  const cache = new HostStateCache(deps.network.service);
+  // An agent's state polls are its heartbeat (Neutron's agents `alive`); written at most every
+  // 20 s per host, so the polls stay cheap.
+  const beats = new Map<string, number>();
+  const heartbeat = async (host: string) => {
+    if (Date.now() - (beats.get(host) ?? 0) < 20_000) return;
+    beats.set(host, Date.now());
+    await deps.network.service.agentHeartbeat(host);
+  };
   const desired = async (host: string): Promise<HostNetworkDesired> => {
-    const state = await deps.network.service.hostNetworkState(host);
-    const revision = createHash('sha256').update(JSON.stringify(state)).digest('hex').slice(0, 24);
+    const { revision, state } = await cache.desired(host);
     return { revision, state };
   };
   const requireAgent = async (req: FastifyRequest): Promise<void> => {
@@ -60,6 +70,7 @@ export function createNetAgent(ctx: ServiceContext, deps: { network: NetworkModu
     catalog: [],
     metadata,
     desired,
+    get computedStates() { return cache.computed; },
     async routes(app) {
       useErrorStyle(app, neutronError);
       const scope = app.withTypeProvider<TypeBoxTypeProvider>();
@@ -72,8 +83,9 @@ export function createNetAgent(ctx: ServiceContext, deps: { network: NetworkModu
         return { host: req.params.host, underlayIp: req.body.underlayIp };
       });
 
-      // Long poll: recomputed every second (another controller copy may have made the change)
-      // until its revision differs from `since` or the wait is over.
+      // Long poll until the state's revision differs from `since` or the wait is over. The state is
+      // recomputed only when the network revision moved (HostStateCache): an unchanged state
+      // costs one primary-key read, whichever controller copy the agent asks.
       scope.get('/hosts/:host/state', {
         schema: {
           params: HostParams,
@@ -82,12 +94,18 @@ export function createNetAgent(ctx: ServiceContext, deps: { network: NetworkModu
             wait: Type.Optional(Type.Integer({ minimum: 0, maximum: 60 })),
           }),
         },
-      }, async (req) => {
+      }, async (req, reply) => {
+        await heartbeat(req.params.host);
         const deadline = Date.now() + (req.query.wait ?? 0) * 1000;
+        let gone = false;
+        // The response's 'close' before we answered: the agent hung up (restart, shutdown).
+        const closed = new Promise<void>((r) => reply.raw.once('close', () => { gone = true; r(); }));
         for (;;) {
-          const d = await desired(req.params.host);
-          if (d.revision !== req.query.since || Date.now() >= deadline || stopping || req.raw.destroyed) return d;
-          await sleep(Math.min(1000, Math.max(0, deadline - Date.now())));
+          const d = await cache.desired(req.params.host);
+          if (d.revision !== req.query.since || Date.now() >= deadline || stopping || gone) {
+            return { revision: d.revision, state: d.state } satisfies HostNetworkDesired;
+          }
+          await Promise.race([cache.wait(d.networkRevision, deadline - Date.now()), closed]);
         }
       });
 
@@ -114,6 +132,6 @@ export function createNetAgent(ctx: ServiceContext, deps: { network: NetworkModu
       scope.all('/metadata', async () => { throw notFound('use /metadata/<path>'); });
     },
     async start() { secret(); },
-    async stop() { stopping = true; },
+    async stop() { stopping = true; cache.close(); },
   };
 }

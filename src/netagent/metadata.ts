@@ -8,6 +8,7 @@ import { toDesired } from '../compute/service.js';
 import type { ComputeModule } from '../compute/index.js';
 import type { NetworkModule } from '../network/index.js';
 import type { Doc } from '../network/service.js';
+import { networkDataOf } from './network-data.js';
 
 export interface MetadataAnswer {
   status: number;
@@ -47,7 +48,7 @@ export class MetadataApi {
         case '': return text(['meta_data.json', 'network_data.json', 'vendor_data.json', 'vendor_data2.json', ...(userData !== undefined ? ['user_data'] : [])].join('\n'));
         case 'meta_data.json': return json(md);
         case 'user_data': return userData !== undefined ? text(userData) : NOT_FOUND;
-        case 'network_data.json': return json(await this.networkData(inst.id));
+        case 'network_data.json': return json(await networkDataOf(this.network, inst.id));
         case 'vendor_data.json': case 'vendor_data2.json': return json({});
         default: return NOT_FOUND;
       }
@@ -95,21 +96,5 @@ export class MetadataApi {
       (p.fixed_ips as { subnet_id: string; ip_address: string }[]).some((f) => f.ip_address === who.ip && subnetIds.includes(f.subnet_id)));
     // Two ports with one address on one router's subnets cannot both be answered for.
     return hits.length === 1 ? hits[0] : undefined;
-  }
-
-  /** OpenStack network_data.json: the instance's ports as links, each configured by DHCP. */
-  private async networkData(instanceId: string): Promise<unknown> {
-    const store = this.network.service.core.store;
-    const ports = (await store.find('port', { device_id: instanceId })).filter((p) => String(p.device_owner).startsWith('compute:'));
-    const nets = new Map((await store.find('network', { id: [...new Set(ports.map((p) => p.network_id as string))] })).map((n) => [n.id, n]));
-    const subnets = new Map((await store.find('subnet', { network_id: [...nets.keys()] })).map((s) => [s.id, s]));
-    const links = ports.map((p) => ({ id: `tap${String(p.id).slice(0, 11)}`, vif_id: p.id, type: 'bridge', mtu: nets.get(p.network_id)?.mtu ?? null, ethernet_mac_address: p.mac_address }));
-    const networks = ports.flatMap((p) => (p.fixed_ips as { subnet_id: string; ip_address: string }[]).map((f, i) => {
-      const s = subnets.get(f.subnet_id);
-      return { id: `network${i}-${String(p.id).slice(0, 8)}`, type: s?.ip_version === 6 ? 'ipv6_slaac' : 'ipv4_dhcp',
-        link: `tap${String(p.id).slice(0, 11)}`, network_id: p.network_id, ip_address: f.ip_address };
-    }));
-    const dns = [...new Set([...subnets.values()].flatMap((s) => s.dns_nameservers as string[]))];
-    return { links, networks, services: dns.map((address) => ({ type: 'dns', address })) };
   }
 }

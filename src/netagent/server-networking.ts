@@ -6,12 +6,14 @@ import { tapNameFor } from '../agent/dataplane/model.js';
 import type { RequestedNic, ServerNetworking, ServerNic } from '../compute/servers/networking.js';
 import type { NetworkModule } from '../network/index.js';
 import { projectCaller } from '../network/service.js';
+import { networkDataOf } from './network-data.js';
 
 export function serverNetworking(network: NetworkModule): ServerNetworking {
   const svc = network.service;
   const store = svc.core.store;
 
   return {
+    networkData: (serverId) => networkDataOf(network, serverId),
     async resolve(projectId, networks, securityGroups) {
       for (const g of securityGroups ?? []) await svc.resolveSecurityGroup(projectId, g).catch(() => { throw badRequest(`Security group ${g} not found for project ${projectId}.`); });
       if (networks === 'none') return [];
@@ -123,6 +125,12 @@ export function serverNetworking(network: NetworkModule): ServerNetworking {
       await svc.resolveSecurityGroup(projectId, 'default').catch(() => undefined); // makes the default group
       return (await store.find('security_group')).filter((g) => g.project_id === projectId)
         .map((g) => ({ id: g.id, name: String(g.name), description: String(g.description ?? ''), tenant_id: g.project_id, rules: [] }));
+    },
+
+    async usage(projectId, resources) {
+      const out: Record<string, number> = {};
+      for (const r of resources) out[r] = await svc.core.usage(projectId, r);
+      return out;
     },
 
     async addresses(serverId) {

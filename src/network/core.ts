@@ -22,6 +22,7 @@ export interface Limits {
   getLimit(q: { projectId: string; serviceType: string; resourceName: string }): Promise<number | undefined>;
   setProjectLimit(q: { projectId: string; serviceType: string; resourceName: string; value: number }): Promise<void>;
   ensureRegisteredLimit(q: { serviceType: string; resourceName: string; defaultLimit: number; description?: string }): Promise<void>;
+  projectsWithLimits(serviceType: string): Promise<string[]>;
 }
 
 /** Quota resources, their Neutron defaults (-1: unlimited), and the kind they count. */
@@ -199,8 +200,9 @@ export class Core {
   }
 
   /** Runs `fn` in a transaction, again (a few times) when a concurrent writer took a unique value first. */
-  async retrying<T>(fn: (core: Core) => Promise<T>, quota?: { projectId: string; resources: string[] }): Promise<T> {
-    const limits = quota ? await this.prefetchLimits(quota.projectId, quota.resources) : new Map<string, number>();
+  async retrying<T>(fn: (core: Core) => Promise<T>, ...quotas: Array<{ projectId: string; resources: string[] }>): Promise<T> {
+    const limits = new Map<string, number>();
+    for (const q of quotas) for (const [k, v] of await this.prefetchLimits(q.projectId, q.resources)) limits.set(k, v);
     for (let attempt = 0; ; attempt++) {
       try {
         return await this.store.tx((s) => fn(new Core(s, this.limits, this.log, this.cfg, limits)));

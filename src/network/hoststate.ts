@@ -5,6 +5,7 @@ import type {
   FloatingIpSpec, HostNetworkState, NetworkSpec, PortSpec, RouterSpec, SecurityGroupSpec, SubnetSpec, VxlanPeer,
 } from '../agent/dataplane/model.js';
 import { emptyHostNetworkState, tapNameFor } from '../agent/dataplane/model.js';
+import { schedulableHosts } from './agents.js';
 import type { Core } from './core.js';
 import { parseCidr, parseIp } from './ipam.js';
 import type { FixedIp } from './ports.js';
@@ -14,14 +15,18 @@ const L3_OWNERS = ['network:router_interface', 'network:router_gateway'];
 
 /**
  * Places what has no host yet on one: routers (with their ports) and DHCP ports go to the
- * first registered agent (by host id), or to `hostId` when no agent registered. Stable once set.
+ * first registered agent (by host id) whose L3 / DHCP agent is admin-up, or to `hostId` when no
+ * agent registered. Stable once set.
  */
 export async function scheduleUnhosted(c: Core, hostId: string): Promise<void> {
-  const agents = await c.store.agents();
-  const chosen = agents[0]?.host_id ?? hostId;
+  const registered = (await c.store.agents()).length > 0;
+  // With agents registered, only those an admin has not set down (admin_state_up) take new ones.
+  const pick = async (kind: 'dhcp' | 'l3') => (registered ? (await schedulableHosts(c, kind))[0] : hostId);
+  const l3Host = await pick('l3');
+  const dhcpHost = await pick('dhcp');
   for (const r of await c.store.find('router')) {
-    if (r._host) continue;
-    r._host = chosen;
+    if (r._host || !l3Host) continue;
+    r._host = l3Host;
     await c.store.update('router', r);
   }
   const routers = new Map((await c.store.find('router')).map((r) => [r.id, r]));
@@ -29,7 +34,7 @@ export async function scheduleUnhosted(c: Core, hostId: string): Promise<void> {
     ...await c.store.find('port', { device_owner: ['network:dhcp', ...L3_OWNERS] }),
   ].filter((p) => !p['binding:host_id']);
   for (const p of unbound) {
-    const host = p.device_owner === 'network:dhcp' ? chosen : routers.get(p.device_id)?._host;
+    const host = p.device_owner === 'network:dhcp' ? dhcpHost : routers.get(p.device_id)?._host;
     if (!host) continue;
     p['binding:host_id'] = host;
     p['binding:vif_type'] = 'bridge';

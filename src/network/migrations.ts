@@ -76,4 +76,24 @@ const init: Migration = {
   },
 };
 
-export const networkMigrations: ServiceMigrations = { '0001_init': init };
+// network_revision, one row: a counter bumped by every committed change that can alter a host's desired data plane,
+// so the agents' long polls cost one primary-key read while nothing changed (see netagent).
+const revision: Migration = {
+  async up(db) {
+    await db.schema.createTable('network_revision')
+      .addColumn('id', 'integer', (c) => c.primaryKey())
+      .addColumn('revision', 'bigint', (c) => c.notNull())
+      .execute();
+    await db.insertInto('network_revision').values({ id: 1, revision: 1 }).execute();
+    // Neutron's agents (/v2.0/agents) are derived from the registered hosts; what an admin sets
+    // on one (admin_state_up, description) is kept here, by agent id.
+    await db.schema.alterTable('network_agents').addColumn('registered_at', 'text').execute();
+    await db.schema.createTable('network_agent_settings')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('admin_state_up', 'integer', (c) => c.notNull())
+      .addColumn('description', 'text', (c) => c.notNull())
+      .execute();
+  },
+};
+
+export const networkMigrations: ServiceMigrations = { '0001_init': init, '0002_revision': revision };

@@ -271,8 +271,19 @@ export async function deleteSubnet(c: Core, caller: Caller, id: string): Promise
   c.enforce(caller, 'delete_subnet', c.target(sub));
   const allocs = await c.store.usedIps({ subnet_id: id });
   const ports = await c.store.find('port', { id: [...new Set(allocs.map((a) => a.port_id))] } as never);
-  if (ports.some((p) => p.device_owner !== 'network:dhcp')) {
+  // Addresses of an auto-address (SLAAC / DHCPv6-stateless) subnet are derived, not chosen: as in
+  // Neutron, deleting the subnet removes them from the ports; router interfaces still block it.
+  const auto = sub.ip_version === 6 && (sub.ipv6_address_mode === 'slaac' || sub.ipv6_address_mode === 'dhcpv6-stateless');
+  const blocking = ports.filter((p) => p.device_owner !== 'network:dhcp' && (!auto || p.device_owner === 'network:router_interface'));
+  if (blocking.length) {
     throw conflict(`Unable to complete operation on subnet ${id}: One or more ports have an IP allocation from this subnet.`, 'SubnetInUse');
+  }
+  for (const p of ports) {
+    if (p.device_owner === 'network:dhcp') continue;
+    const gone = p.fixed_ips.filter((f: { subnet_id: string }) => f.subnet_id === id);
+    p.fixed_ips = p.fixed_ips.filter((f: { subnet_id: string }) => f.subnet_id !== id);
+    await c.store.releaseIps(p.id, gone.map((f: { ip_address: string }) => f.ip_address));
+    await c.store.update('port', c.touch(p));
   }
   await dropDhcpAddress(c, sub.network_id, id);
   await c.store.delete('subnet', id);

@@ -36,4 +36,5 @@ export const NETWORK_POLICY: Record<string, string> = {
   ...crud('security_group_rule'),
   ...crud('rbac_policy', { 'create_rbac_policy:target_tenant': A }),
   get_quota: R, update_quota: A, delete_quota: A,
+  get_agent: A, update_agent: A,
 };

@@ -38,14 +38,25 @@ async function insertRule(c: Core, sg: Doc, r: Record<string, any>): Promise<Doc
   return rule;
 }
 
+/**
+ * The data plane's firewall is conntrack-based: every group is stateful. Stateless groups
+ * (Neutron's stateful-security-group extension, not claimed) are refused rather than enforced
+ * as something they are not.
+ */
+function refuseStateless(body: Record<string, any>): void {
+  if (body.stateful !== undefined && body.stateful !== true) {
+    throw invalidInput('stateless security groups (stateful: false) are not supported; every group is stateful');
+  }
+}
+
 export async function createSecurityGroup(c: Core, caller: Caller, body: Record<string, any>): Promise<Doc> {
   const project = c.ownerFor(caller, body);
   c.enforce(caller, 'create_security_group', { ...body, project_id: project });
   await ensureDefaultSecurityGroup(c, project);
   if (body.name === 'default') throw conflict(`Default security group already exists.`, 'SecurityGroupDefaultAlreadyExists');
   await c.checkQuota(project, 'security_group');
-  const stateful = body.stateful === undefined ? true : Boolean(body.stateful);
-  const sg = c.base(project, { name: body.name ?? '', description: body.description ?? '', stateful, shared: false });
+  refuseStateless(body);
+  const sg = c.base(project, { name: body.name ?? '', description: body.description ?? '', stateful: true, shared: false });
   await c.store.insert('security_group', sg);
   // New groups allow all egress, as in Neutron.
   await c.checkQuota(project, 'security_group_rule', 2);
@@ -60,12 +71,7 @@ export async function updateSecurityGroup(c: Core, caller: Caller, id: string, b
     throw conflict('Updating the name of the default security group, or naming a group "default", is not allowed.', 'SecurityGroupCannotUpdateDefault');
   }
   for (const k of ['name', 'description'] as const) if (body[k] !== undefined) sg[k] = body[k];
-  if (body.stateful !== undefined && Boolean(body.stateful) !== sg.stateful) {
-    if ((await c.store.portsUsingSecurityGroup(id)).length) {
-      throw conflict(`Security group ${id} is in use; its stateful attribute cannot change.`, 'SecurityGroupInUse');
-    }
-    sg.stateful = Boolean(body.stateful);
-  }
+  refuseStateless(body);
   await c.store.update('security_group', c.touch(sg));
   return sg;
 }
@@ -126,14 +132,16 @@ export function normalizeRule(body: Record<string, any>): Record<string, any> {
   const min = body.port_range_min ?? null, max = body.port_range_max ?? null;
   if (min !== null || max !== null) {
     if (protocol === null) throw invalidInput('Must also specify protocol if port range is given.');
+    // Neutron's wording (clients and tempest match on it).
+    const bad = [min, max].find((p) => p !== null && (p < 0 || p > 65535));
+    if (bad !== undefined) throw invalidInput(`Invalid value for port ${bad}`);
     if (PORTED.includes(protocol)) {
-      if (min === null || min < 1 || min > 65535 || (max !== null && (max < 1 || max > 65535))) {
-        throw invalidInput(`Invalid port range: ${min}:${max}; ports must be between 1 and 65535.`);
-      }
-      if (max !== null && min > max) throw invalidInput('For TCP/UDP protocols, port_range_min must be <= port_range_max');
+      const zero = [min, max].find((p) => p === 0);
+      if (zero !== undefined) throw invalidInput(`Invalid value for port ${zero}`);
+      if (min === null || (max !== null && min > max)) throw invalidInput('For TCP/UDP protocols, port_range_min must be <= port_range_max');
     } else if (ICMP.includes(protocol)) {
-      if ((min !== null && (min < 0 || min > 255)) || (max !== null && (max < 0 || max > 255))) {
-        throw invalidInput(`Invalid value for ICMP type ${min} or code ${max}: must be between 0 and 255.`);
+      for (const [field, attr, v] of [['type', 'port-range-min', min], ['code', 'port-range-max', max]] as const) {
+        if (v !== null && v > 255) throw invalidInput(`Invalid value for ICMP ${field} (${attr}) ${v}. It must be 0 to 255.`);
       }
       if (min === null && max !== null) throw invalidInput(`ICMP code (port-range-max) ${max} is provided but ICMP type (port-range-min) is missing.`);
     } else throw invalidInput(`Protocol ${protocol} does not support port ranges.`);

@@ -6,6 +6,7 @@ import {
   Core, DEFAULT_NET_CONFIG, forbidden, invalidInput, notFoundOf, QUOTA_RESOURCES, systemCaller,
   type Caller, type Limits, type NetConfig,
 } from './core.js';
+import * as agents from './agents.js';
 import { buildHostState, scheduleUnhosted } from './hoststate.js';
 import * as nets from './networks.js';
 import * as ports from './ports.js';
@@ -28,15 +29,28 @@ export function projectCaller(projectId: string): Caller {
 const ownerOf = (caller: Caller, body: Record<string, any>): string =>
   String(body.project_id ?? body.tenant_id ?? caller.projectId);
 
+/** How each kind is created inside a transaction, and the quotas a create counts against. */
+const CREATE: Record<Kind, (c: Core, caller: Caller, body: Record<string, any>) => Promise<Doc>> = {
+  network: nets.createNetwork, subnet: nets.createSubnet, port: ports.createPort, router: l3.createRouter,
+  floatingip: l3.createFloatingIp, security_group: sgs.createSecurityGroup, security_group_rule: sgs.createRule,
+  rbac_policy: createRbac,
+};
+const QUOTA_OF: Record<Kind, string[]> = {
+  network: ['network'], subnet: ['subnet'], port: ['port'], router: ['router'], floatingip: ['floatingip'],
+  security_group: ['security_group', 'security_group_rule'], security_group_rule: ['security_group_rule'], rbac_policy: ['rbac_policy'],
+};
+
 export class NetworkService {
   readonly core: Core;
+  private readonly changeListeners = new Set<() => void>();
 
   constructor(db: Database, limits: Limits, log: Logger, cfg: NetConfig = DEFAULT_NET_CONFIG) {
-    this.core = new Core(new NetworkStore(db.kysely, db.engine), limits, log, cfg);
+    const notify = () => { for (const l of this.changeListeners) l(); };
+    this.core = new Core(new NetworkStore(db.kysely, db.engine, notify), limits, log, cfg);
   }
 
   private run<T>(fn: (c: Core) => Promise<T>, projectId?: string, ...resources: string[]): Promise<T> {
-    return this.core.retrying(fn, projectId && resources.length ? { projectId, resources } : undefined);
+    return this.core.retrying(fn, ...(projectId && resources.length ? [{ projectId, resources }] : []));
   }
 
   // ---- reads ----
@@ -120,6 +134,24 @@ export class NetworkService {
 
   // ---- writes (one transaction each; retried when a concurrent writer won a unique value) ----
 
+  /**
+   * Neutron's bulk create (`{"networks": [...]}`): all of them in one transaction, or none (the
+   * first refused one refuses the request; quotas count the earlier ones of the same request).
+   */
+  async bulkCreate(kind: Kind, caller: Caller, bodies: Array<Record<string, any>>): Promise<Doc[]> {
+    const quotas = [];
+    for (const body of bodies) {
+      const projectId = kind === 'security_group_rule'
+        ? (await this.core.store.get('security_group', String(body.security_group_id ?? '')))?.project_id : ownerOf(caller, body);
+      if (projectId) quotas.push({ projectId, resources: QUOTA_OF[kind] });
+    }
+    return this.core.retrying(async (c) => {
+      const out: Doc[] = [];
+      for (const body of bodies) out.push(await CREATE[kind](c, caller, body));
+      return out;
+    }, ...quotas);
+  }
+
   createNetwork = (caller: Caller, body: Record<string, any>) => this.run((c) => nets.createNetwork(c, caller, body), ownerOf(caller, body), 'network');
   updateNetwork = (caller: Caller, id: string, body: Record<string, any>) => this.run((c) => nets.updateNetwork(c, caller, id, body));
   deleteNetwork = (caller: Caller, id: string) => this.run((c) => nets.deleteNetwork(c, caller, id));
@@ -163,6 +195,18 @@ export class NetworkService {
     const q = await this.getQuota(caller, projectId);
     const out: Record<string, { limit: number; used: number; reserved: number }> = {};
     for (const [r, limit] of Object.entries(q)) out[r] = { limit, used: await this.core.usage(projectId, r), reserved: 0 };
+    return out;
+  }
+
+  /** Neutron's admin quota listing: every project whose network quotas differ from the defaults. */
+  async nonDefaultQuotas(caller: Caller): Promise<Array<Record<string, number | string>>> {
+    const projects = new Set(await this.core.limits.projectsWithLimits('network'));
+    const defaults = this.defaultQuota();
+    const out = [];
+    for (const p of [...projects].sort()) {
+      const q = await this.getQuota(caller, p);
+      if (Object.entries(q).some(([k, v]) => defaults[k] !== v)) out.push({ ...q, project_id: p, tenant_id: p });
+    }
     return out;
   }
 
@@ -304,16 +348,46 @@ export class NetworkService {
     return this.updateFloatingIp(projectCaller(projectId), fip.id, { port_id: portId, ...(fixedIp ? { fixed_ip_address: fixedIp } : {}) });
   }
 
+  // ---- agents (/v2.0/agents, derived from the registered hosts) ----
+
+  listAgents = (caller: Caller) => agents.listAgents(this.core, caller);
+  getAgent = (caller: Caller, id: string) => agents.getAgent(this.core, caller, id);
+  updateAgent = (caller: Caller, id: string, body: Record<string, unknown>) =>
+    this.run((c) => agents.updateAgent(c, caller, id, body));
+
   // ---- for the host agent ----
+
+  /** The host's agent is alive (its state polls); no revision bump. */
+  agentHeartbeat = (hostId: string) => this.core.store.agentHeartbeat(hostId, new Date().toISOString());
 
   /** Records an agent (its VXLAN underlay address) and its heartbeat. */
   async registerHost(hostId: string, underlayIp: string | null): Promise<void> {
     await this.core.store.upsertAgent({ host_id: hostId, underlay_ip: underlayIp, heartbeat_at: new Date().toISOString() });
   }
 
+  /**
+   * The network revision (kept in the database, so shared by every controller copy and kept
+   * across restarts): it changes with every committed change host states are computed from.
+   */
+  stateRevision = (): Promise<number> => this.core.store.revision();
+
+  /** `fn` runs after each change this process committed (other copies' changes: poll stateRevision). */
+  onStateChange(fn: () => void): () => void {
+    this.changeListeners.add(fn);
+    return () => this.changeListeners.delete(fn);
+  }
+
   /** The desired state of `hostId`'s data plane (schedules unhosted routers and DHCP first). */
   async hostNetworkState(hostId: string): Promise<HostNetworkState> {
-    await this.run((c) => scheduleUnhosted(c, hostId));
+    await this.scheduleUnhosted(hostId);
+    return this.builtHostState(hostId);
+  }
+
+  /** Places routers and DHCP ports that have no host yet (on the first registered agent). */
+  scheduleUnhosted = (hostId: string): Promise<void> => this.run((c) => scheduleUnhosted(c, hostId));
+
+  /** The desired state of `hostId`'s data plane as the database says now (no scheduling). */
+  builtHostState(hostId: string): Promise<HostNetworkState> {
     return this.core.store.tx((s) => buildHostState(new Core(s, this.core.limits, this.core.log, this.core.cfg), hostId));
   }
 
@@ -327,7 +401,8 @@ export class NetworkService {
         if (st !== 'ACTIVE' && st !== 'DOWN') continue;
         if (p.status !== st) {
           p.status = st;
-          await c.store.update('port', c.touch(p));
+          // A port's status is no part of any host's desired state: no revision bump.
+          await c.store.update('port', c.touch(p), { hostState: false });
           changed++;
         }
       }

@@ -53,7 +53,14 @@ export interface Segment {
 type Exec = Kysely<any> | Transaction<any>;
 
 export class NetworkStore {
-  constructor(private readonly db: Exec, readonly engine: Database['engine']) {}
+  /** A write in this transaction may change some host's data plane: bump the revision at commit. */
+  private dirty = false;
+
+  constructor(
+    private readonly db: Exec, readonly engine: Database['engine'],
+    /** Called after a committed change bumped the revision (wakes this process's long polls at once). */
+    private readonly onChange: () => void = () => {},
+  ) {}
 
   get inTransaction(): boolean {
     return this.db.isTransaction;
@@ -62,7 +69,37 @@ export class NetworkStore {
   /** Runs `fn` in one transaction; nested calls reuse the outer one. */
   async tx<T>(fn: (s: NetworkStore) => Promise<T>): Promise<T> {
     if (this.db.isTransaction) return fn(this);
-    return (this.db as Kysely<any>).transaction().execute((trx) => fn(new NetworkStore(trx, this.engine)));
+    let changed = false;
+    const out = await (this.db as Kysely<any>).transaction().execute(async (trx) => {
+      const s = new NetworkStore(trx, this.engine);
+      const r = await fn(s);
+      // Last statement of the transaction: the one shared row is locked only until the commit,
+      // and a transaction holding it never waits for another lock (no deadlock on PostgreSQL).
+      if (s.dirty) await s.bumpRevision();
+      changed = s.dirty;
+      return r;
+    });
+    if (changed) this.onChange();
+    return out;
+  }
+
+  /** Records that host state may have changed (at commit inside a transaction, at once outside). */
+  private async changed(): Promise<void> {
+    if (this.db.isTransaction) this.dirty = true;
+    else {
+      await this.bumpRevision();
+      this.onChange();
+    }
+  }
+
+  private async bumpRevision(): Promise<void> {
+    await this.db.updateTable('network_revision').set((eb) => ({ revision: eb('revision', '+', 1) })).where('id', '=', 1).execute();
+  }
+
+  /** The network revision: changes whenever anything a host's desired data plane is computed from changed. */
+  async revision(): Promise<number> {
+    const r = await this.db.selectFrom('network_revision').select('revision').where('id', '=', 1).executeTakeFirst();
+    return Number(r?.revision ?? 0);
   }
 
   private row(kind: Kind, doc: Doc): Record<string, unknown> {
@@ -80,16 +117,21 @@ export class NetworkStore {
 
   async insert(kind: Kind, doc: Doc): Promise<void> {
     await this.db.insertInto(KINDS[kind].table).values(this.row(kind, doc)).execute();
+    await this.changed();
   }
 
-  async update(kind: Kind, doc: Doc): Promise<void> {
+  /** `hostState: false` for changes no host's data plane depends on (a port's status). */
+  async update(kind: Kind, doc: Doc, o: { hostState?: boolean } = {}): Promise<void> {
     const { id, ...rest } = this.row(kind, doc);
     await this.db.updateTable(KINDS[kind].table).set(rest).where('id', '=', id).execute();
+    if (o.hostState !== false) await this.changed();
   }
 
   async delete(kind: Kind, id: string): Promise<number> {
     const r = await this.db.deleteFrom(KINDS[kind].table).where('id', '=', id).executeTakeFirst();
-    return Number(r.numDeletedRows);
+    const n = Number(r.numDeletedRows);
+    if (n) await this.changed();
+    return n;
   }
 
   async get(kind: Kind, id: string): Promise<Doc | undefined> {
@@ -181,6 +223,7 @@ export class NetworkStore {
         return Number(r.numInsertedOrUpdatedRows ?? 0) > 0;
       }
       await q.execute();
+      await this.changed();
       return true;
     } catch (e) {
       if (isUniqueViolation(e)) return false;
@@ -190,6 +233,7 @@ export class NetworkStore {
 
   async deleteSegment(networkId: string): Promise<void> {
     await this.db.deleteFrom('network_segments').where('network_id', '=', networkId).execute();
+    await this.changed();
   }
 
   // ---- port <-> security group bindings ----
@@ -200,6 +244,7 @@ export class NetworkStore {
       await this.db.insertInto('network_port_sgs')
         .values([...new Set(sgIds)].map((security_group_id) => ({ port_id: portId, security_group_id }))).execute();
     }
+    await this.changed();
   }
 
   async portsUsingSecurityGroup(sgId: string): Promise<string[]> {
@@ -237,13 +282,34 @@ export class NetworkStore {
   }
 
   async upsertAgent(a: { host_id: string; underlay_ip: string | null; heartbeat_at: string }): Promise<void> {
-    await this.db.insertInto('network_agents').values(a)
+    const before = await this.db.selectFrom('network_agents').select('underlay_ip').where('host_id', '=', a.host_id).executeTakeFirst();
+    await this.db.insertInto('network_agents').values({ ...a, registered_at: a.heartbeat_at })
       .onConflict((oc) => oc.column('host_id').doUpdateSet({ underlay_ip: a.underlay_ip, heartbeat_at: a.heartbeat_at }))
       .execute();
+    // A new host or a moved VXLAN endpoint changes placement and peers; a heartbeat alone does not.
+    if (!before || before.underlay_ip !== a.underlay_ip) await this.changed();
   }
 
-  async agents(): Promise<Array<{ host_id: string; underlay_ip: string | null; heartbeat_at: string }>> {
+  async agents(): Promise<AgentRow[]> {
     return (await this.db.selectFrom('network_agents').selectAll().orderBy('host_id').execute()) as never;
+  }
+
+  /** The host's agent is alive: no revision bump (nothing any data plane depends on). */
+  async agentHeartbeat(hostId: string, at: string): Promise<void> {
+    await this.db.updateTable('network_agents').set({ heartbeat_at: at }).where('host_id', '=', hostId).execute();
+  }
+
+  async agentSettings(): Promise<Map<string, { admin_state_up: boolean; description: string }>> {
+    const rows = await this.db.selectFrom('network_agent_settings').selectAll().execute();
+    return new Map(rows.map((r) => [String(r.id), { admin_state_up: Boolean(Number(r.admin_state_up)), description: String(r.description) }]));
+  }
+
+  /** Scheduling honours admin_state_up: bumps the revision so unplaced routers and DHCP get placed. */
+  async setAgentSettings(id: string, v: { admin_state_up: boolean; description: string }): Promise<void> {
+    const row = { admin_state_up: toDbBool(v.admin_state_up), description: v.description };
+    await this.db.insertInto('network_agent_settings').values({ id, ...row })
+      .onConflict((oc) => oc.column('id').doUpdateSet(row)).execute();
+    await this.changed();
   }
 
   async releaseDefaultSecurityGroup(projectId: string): Promise<void> {
@@ -251,5 +317,5 @@ export class NetworkStore {
   }
 }
 
-export interface AgentRow { host_id: string; underlay_ip: string | null; heartbeat_at: string }
+export interface AgentRow { host_id: string; underlay_ip: string | null; heartbeat_at: string; registered_at: string | null }
 

@@ -3,7 +3,7 @@
 // reached, the way a real agent does after driving QEMU. Real guests boot in e2e tests.
 import type { TestCloud } from '../helpers/cloud.js';
 import { Readable } from 'node:stream';
-import type { DesiredInstance, ObservedInstance } from '../../src/compute/agent-protocol.js';
+import type { AgentCall, DesiredInstance, ObservedInstance } from '../../src/compute/agent-protocol.js';
 
 export interface FakeHost {
   name: string;
@@ -12,7 +12,9 @@ export interface FakeHost {
   stop(): Promise<void>;
 }
 
-export async function fakeHost(tc: TestCloud, name: string, size: { vcpus?: number; memoryMb?: number; diskGb?: number } = {}): Promise<FakeHost> {
+/** `answer`: how the host answers calls (console, vnc); without it calls go unanswered. */
+export async function fakeHost(tc: TestCloud, name: string, size: { vcpus?: number; memoryMb?: number; diskGb?: number } = {},
+  opts: { answer?: (call: AgentCall) => Promise<Record<string, unknown>> } = {}): Promise<FakeHost> {
   const svc = tc.cloud.compute.service;
   await svc.registerHost(name, {
     hostname: name, vcpus: size.vcpus ?? 4, memoryMb: size.memoryMb ?? 8192, diskGb: size.diskGb ?? 100,
@@ -52,6 +54,10 @@ export async function fakeHost(tc: TestCloud, name: string, size: { vcpus?: numb
       const st = await svc.watch(name, since, 200);
       since = st.revision;
       await svc.heartbeat(name, {});
+      for (const call of opts.answer ? st.calls ?? [] : []) {
+        const result = await opts.answer!(call).then((r) => ({ ok: true, result: r }), (e: Error) => ({ ok: false, error: e.message }));
+        await svc.calls.complete(name, call.id, result);
+      }
       for (const d of st.instances) await exportDisk(d);
       const obs = st.instances.map((d) => {
         const o = observe(d);

@@ -19,7 +19,8 @@ const skip = !haveImage && `${TEST_IMAGE} missing`;
 before(async () => {
   if (!haveImage) return;
   tc = await startTestCloud({ image: { bootstrapImage: TEST_IMAGE } } as never);
-  agents.push(testAgent(tc, { host: 'mig-a' }), testAgent(tc, { host: 'mig-b' }));
+  // Two hosts on one machine: each agent its own data dir.
+  agents.push(testAgent(tc, { host: 'mig-a', dataDir: join(tc.dataDir, 'ha') }), testAgent(tc, { host: 'mig-b', dataDir: join(tc.dataDir, 'hb') }));
   await Promise.all(agents.map((a) => a.start()));
 });
 after(async () => {

@@ -7,36 +7,27 @@
 // interface with a port from the network service (what the servers API does underneath).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { startTestCloud, type TestCloud } from '../helpers/cloud.js';
 import { guestPids, testAgent, TEST_IMAGE, until, type TestAgent } from '../helpers/agent.js';
+import { bootGuest, consoleOf as consoleIn, sh, stratus, type Guest } from '../helpers/guests.js';
 import { parseGuestMarkers } from '../../src/agent/guest-image/markers.js';
 import { tapNameFor } from '../../src/agent/dataplane/model.js';
 import { signRequester } from '../../src/agent/dataplane/metadata-contract.js';
 import { readLayout } from '../../src/agent/netagent.js';
 
-const BIN = join(process.cwd(), 'bin', 'stratus');
 let tc: TestCloud;
 let agent: TestAgent;
 let socat: ChildProcess | undefined;
 let rootRoutes = '';
 const key = () => join(tc.dataDir, 'id_test');
 
-function sh(cmd: string, args: string[], timeoutMs = 60_000): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { timeout: timeoutMs, maxBuffer: 16 << 20 }, (err, stdout, stderr) =>
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout: String(stdout), stderr: String(stderr) }));
-  });
-}
-const stratus = (args: string[], timeoutMs = 60_000) => sh(process.execPath, [BIN, ...args], timeoutMs);
 const sshGuest = (server: string, cmd: string) =>
   stratus(['ssh', '--data-dir', tc.dataDir, '-i', key(), server, '--', cmd], 40_000);
-const consoleOf = (id: string) => { try { return readFileSync(join(tc.dataDir, 'agent', 'instances', id, 'console.log'), 'utf8'); } catch { return ''; } };
-
-interface Guest { id: string; portId: string; ip: string }
+const consoleOf = (id: string) => consoleIn(tc.dataDir, id);
 const guests: Guest[] = [];
 let routerId = '';
 let netId = '';
@@ -45,17 +36,9 @@ let fip = '';
 let imageId = '';
 let sshRuleId = '';
 
-/** A server as the Nova API makes it: a port on the network bound to the host, then the instance with that NIC. */
-async function boot(name: string, projectId: string, userData: string): Promise<Guest> {
-  const id = crypto.randomUUID();
-  const port = await tc.cloud.network.service.createServerPort({ projectId, serverId: id, networkId: netId, hostId: agent.host });
-  await tc.cloud.compute.service.createInstance({
-    id, projectId, name, imageId, vcpus: 1, ramMb: 256, diskGb: 0, host: agent.host,
-    keys: [{ name: 'k', publicKey: readFileSync(`${key()}.pub`, 'utf8').trim() }], userData,
-    nics: [{ id: port.id, mac: port.mac_address, tap: tapNameFor(port.id), mtu: 1450 }],
-  });
-  return { id, portId: port.id, ip: port.fixed_ips[0].ip_address };
-}
+const boot = (name: string, projectId: string, userData: string) => bootGuest(tc, {
+  name, projectId, networkId: netId, host: agent.host, imageId, userData, publicKey: readFileSync(`${key()}.pub`, 'utf8').trim(),
+});
 
 before(async () => {
   rootRoutes = (await sh('ip', ['-4', 'route', 'show'])).stdout;
@@ -102,7 +85,7 @@ test('two guests on a tenant network: API fixed IPs by DHCP, ping each other, SN
     '--key-name', 'k', '--user-data', ud, '--wait', 'guest-a'], as);
   assert.equal(created.status, 'ACTIVE');
   const aPort = (await tc.openstackJson(['port', 'list', '--server', created.id], as))[0];
-  const a: Guest = { id: created.id, portId: aPort.ID, ip: aPort['Fixed IP Addresses'][0].ip_address };
+  const a: Guest = { id: created.id, portId: aPort.ID, ip: aPort['Fixed IP Addresses'][0].ip_address, host: agent.host };
   assert.match(JSON.stringify((await tc.openstackJson(['server', 'show', 'guest-a'], as)).addresses), new RegExp(a.ip.replace(/\./g, '\\.')));
   // b has no floating IP: what it fetches from the external network shows the router's SNAT address.
   const b = await boot('guest-b', demo.id, '#!/bin/sh\necho "SNAT-SEEN $(nc -w 3 203.0.113.1 8000 </dev/null)"\n');

@@ -2,7 +2,7 @@
 // plus the test guest image served to it. Guests it starts are killed by pid in `cleanup()`,
 // which tests call in after() even when they fail.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FileImageSource } from '../../src/compute/images.js';
 import { dataplaneFor, layoutFile, readLayout } from '../../src/agent/netagent.js';
@@ -36,20 +36,15 @@ export function serveTestImage(tc: TestCloud): void {
   tc.cloud.compute.setImageSource(src);
 }
 
-let hostDirs = 0;
-
 /**
- * A real agent on the test cloud. Without `host` it uses the cloud's data dir (the all-in-one
- * layout). With a `host`, it gets its own data dir (DATA_DIR/h<N>, token from the cloud's), so
- * several agents can run side by side as separate hosts: one data dir admits one agent (pid file),
- * and guests of the same id on two hosts (a migration) must not share an instance directory.
+ * `dataDir` (default: the cloud's) must differ for a second agent of the same cloud: an agent
+ * claims DATA_DIR/agent (pid file, metadata socket, network layout), and the same guest on two
+ * hosts (a migration) must not share an instance directory. Its token stays the cloud's. Keep it
+ * short: QMP/VNC socket paths under it must stay below the 108-byte unix socket limit.
  */
-export function testAgent(tc: TestCloud, opts: { host?: string; args?: string[] } = {}): TestAgent {
+export function testAgent(tc: TestCloud, opts: { host?: string; args?: string[]; dataDir?: string } = {}): TestAgent {
   const host = opts.host ?? `test-host-${Math.random().toString(36).slice(2, 8)}`;
-  // Short: QMP/VNC socket paths under it must stay below the 108-byte unix socket limit.
-  const dataDir = opts.host ? join(tc.dataDir, `h${++hostDirs}`) : tc.dataDir;
-  if (dataDir !== tc.dataDir) mkdirSync(dataDir, { recursive: true });
-  const tokenArgs = dataDir !== tc.dataDir ? ['--token-file', join(tc.dataDir, 'agent-token')] : [];
+  const dataDir = opts.dataDir ?? tc.dataDir;
   // Its own namespaces (never the real cloud's "stratus-"), removed by cleanup().
   const tag = Math.random().toString(36).slice(2, 7);
   const netArgs = ['--netns-prefix', `stratus-t${tag}-`, '--provider-netns', `stratus-t${tag}-provider`];
@@ -66,8 +61,8 @@ export function testAgent(tc: TestCloud, opts: { host?: string; args?: string[] 
     log: () => output,
     async start() {
       if (alive()) return;
-      const c = spawn(process.execPath, [BIN, 'agent', '--controller', tc.url, '--data-dir', dataDir, '--host', host,
-        '--probe-image', TEST_IMAGE, ...tokenArgs, ...netArgs, ...(opts.args ?? [])], {
+      const c = spawn(process.execPath, [BIN, 'agent', '--controller', tc.url, '--data-dir', dataDir, '--token-file', join(tc.dataDir, 'agent-token'), '--host', host,
+        '--probe-image', TEST_IMAGE, ...netArgs, ...(opts.args ?? [])], {
         stdio: ['ignore', 'pipe', 'pipe'],
         env: { ...process.env, STRATUS_LOG_LEVEL: 'info' },
       });

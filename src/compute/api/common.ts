@@ -1,5 +1,6 @@
 // What every compute route shares: the caller, policy enforcement, links, query parsing.
 import type { FastifyRequest } from 'fastify';
+import { Type } from '@sinclair/typebox';
 import { authOf, isAdmin } from '../../core/auth.js';
 import type { AuthContext } from '../../core/auth.js';
 import { badRequest } from '../../core/errors.js';
@@ -46,6 +47,10 @@ export function nextLink(deps: RouteDeps, path: string, query: Record<string, un
   q.set('marker', marker);
   return [{ rel: 'next', href: `${deps.computeUrl()}/v2.1/${path}?${q}` }];
 }
+
+/** Nova's `parameter_types.boolean` in request bodies: a JSON boolean or one of these strings. */
+export const NovaBool = Type.Union([Type.Boolean(),
+  Type.String({ pattern: '^(True|TRUE|true|1|ON|On|on|YES|Yes|yes|False|FALSE|false|0|OFF|Off|off|NO|No|no)$' })]);
 
 /** Nova's lenient boolean query parsing ('1', 'true', 'yes', 'on' ...); undefined when absent. */
 export function boolParam(name: string, v: unknown): boolean | undefined {

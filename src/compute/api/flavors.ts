@@ -6,7 +6,7 @@ import type { App } from '../../core/http.js';
 import { badRequest, notFound } from '../../core/errors.js';
 import type { Flavor, FlavorService } from '../flavors.js';
 import { atLeast } from './microversion.js';
-import { allow, boolParam, caller, intParam, lastOf, links, oneOf, type Query, type RouteDeps } from './common.js';
+import { allow, boolParam, caller, NovaBool, intParam, lastOf, links, oneOf, type Query, type RouteDeps } from './common.js';
 
 const FlavorCreate = Type.Object({
   flavor: Type.Object({
@@ -18,7 +18,7 @@ const FlavorCreate = Type.Object({
     'OS-FLV-EXT-DATA:ephemeral': Type.Optional(Type.Integer({ minimum: 0 })),
     swap: Type.Optional(Type.Union([Type.Integer({ minimum: 0 }), Type.Literal('')])),
     rxtx_factor: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
-    'os-flavor-access:is_public': Type.Optional(Type.Boolean()),
+    'os-flavor-access:is_public': Type.Optional(NovaBool),
     description: Type.Optional(Type.Union([Type.String({ maxLength: 65535 }), Type.Null()])),
   }, { additionalProperties: false }),
 }, { additionalProperties: false });
@@ -103,7 +103,7 @@ export function registerFlavorRoutes(app: App, deps: RouteDeps, flavors: FlavorS
     const f = await flavors.create({
       id: b.id ?? undefined, name: b.name, ram: b.ram, vcpus: b.vcpus, disk: b.disk,
       ephemeral: b['OS-FLV-EXT-DATA:ephemeral'], swap: b.swap === '' ? 0 : b.swap, rxtxFactor: b.rxtx_factor,
-      isPublic: b['os-flavor-access:is_public'], description: b.description,
+      isPublic: boolParam('os-flavor-access:is_public', b['os-flavor-access:is_public']), description: b.description,
     });
     return { flavor: flavorView(deps, req, f) };
   });

@@ -108,7 +108,8 @@ export function registerHostRoutes(app: App, deps: RouteDeps, hosts: HostDirecto
         vcpus_used: u.vcpus, memory_mb_used: u.ramMb, local_gb_used: u.diskGb,
         free_ram_mb: n.memoryMb - u.ramMb, free_disk_gb: n.diskGb - u.diskGb,
         current_workload: 0, running_vms: u.instances.length, disk_available_least: n.diskGb - u.diskGb,
-        cpu_info: JSON.stringify({ model: n.cpuModel, accelerator: n.accelerator }),
+        // A JSON string before 2.28, an object from 2.28 on.
+        cpu_info: atLeast(req, 28) ? { model: n.cpuModel, accelerator: n.accelerator } : JSON.stringify({ model: n.cpuModel, accelerator: n.accelerator }),
       });
     } else {
       base.uptime = uptimeText(n.registeredAt);

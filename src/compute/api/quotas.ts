@@ -4,7 +4,8 @@ import { Type } from '@sinclair/typebox';
 import type { App } from '../../core/http.js';
 import { badRequest } from '../../core/errors.js';
 import type { IdentityModule } from '../../identity/index.js';
-import { QUOTA_RESOURCES, type QuotaService } from '../quotas.js';
+import { NETWORK_PROXIED, QUOTA_RESOURCES, type QuotaService } from '../quotas.js';
+import type { ServerNetworking } from '../servers/networking.js';
 import { atLeast, MIN_VERSION } from './microversion.js';
 import { allow, lastOf, type Query, type RouteDeps } from './common.js';
 
@@ -24,7 +25,15 @@ function shown(req: FastifyRequest) {
   return QUOTA_RESOURCES.filter((r) => r.maxMinor === undefined || minor <= r.maxMinor);
 }
 
-export function registerQuotaRoutes(app: App, deps: RouteDeps, quotas: QuotaService, identity: IdentityModule): void {
+export function registerQuotaRoutes(app: App, deps: RouteDeps, quotas: QuotaService, identity: IdentityModule,
+  network: () => ServerNetworking | undefined): void {
+  // Usage of the network quotas shown before 2.36, by os-quota-sets name (0 without networking).
+  const networkUsage = async (req: FastifyRequest, project: string): Promise<Record<string, number>> => {
+    const net = network();
+    if (atLeast(req, 36) || !net) return {};
+    const u = await net.usage(project, NETWORK_PROXIED.map((r) => r.limit));
+    return Object.fromEntries(NETWORK_PROXIED.map((r) => [r.api, u[r.limit] ?? 0]));
+  };
   const pick = (req: FastifyRequest, values: Record<string, number>) =>
     Object.fromEntries(shown(req).map((r) => [r.api, values[r.api] ?? -1]));
 
@@ -39,6 +48,7 @@ export function registerQuotaRoutes(app: App, deps: RouteDeps, quotas: QuotaServ
     const project = req.params.project;
     allow(deps, req, 'os_compute_api:os-quota-sets:detail', { project_id: project });
     const [limits, used] = await Promise.all([quotas.limits(project), quotas.usage(project)]);
+    Object.assign(used, await networkUsage(req, project));
     const detail = Object.fromEntries(shown(req).map((r) => [r.api, { limit: limits[r.api] ?? -1, in_use: used[r.api] ?? 0, reserved: 0 }]));
     return { quota_set: { id: project, ...detail } };
   });
@@ -96,6 +106,13 @@ export function registerQuotaRoutes(app: App, deps: RouteDeps, quotas: QuotaServ
       absolute.maxPersonalitySize = l.injected_file_content_bytes!;
     }
     if (!atLeast(req, 39)) absolute.maxImageMeta = l.metadata_items!;
+    if (!atLeast(req, 36)) {
+      const n = await networkUsage(req, project);
+      Object.assign(absolute, {
+        maxTotalFloatingIps: l.floating_ips!, maxSecurityGroups: l.security_groups!, maxSecurityGroupRules: l.security_group_rules!,
+        totalFloatingIpsUsed: n.floating_ips ?? 0, totalSecurityGroupsUsed: n.security_groups ?? 0,
+      });
+    }
     return { limits: { rate: [], absolute } };
   });
 }

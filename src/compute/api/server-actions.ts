@@ -7,6 +7,7 @@ import type { ServerOperations } from '../servers/operations.js';
 import { atLeast } from './microversion.js';
 import { allow, intParam, lastOf, type Query } from './common.js';
 import { callerOf, renderServer, type ServerRouteDeps } from './servers.js';
+import { legacyConsoleActions } from './consoles.js';
 
 const IdParams = Type.Object({ id: Type.String() });
 const KeyParams = Type.Object({ id: Type.String(), key: Type.String() });
@@ -116,6 +117,7 @@ export function registerServerActionRoutes(app: App, d: ServerRouteDeps, ops: Se
         }
         return { code: 200, body: { output: await ops.consoleOutput(c, id, lines) } };
       },
+      ...legacyConsoleActions(d, req, s),
       migrate: async (a) => {
         check('os_compute_api:os-migrate-server:migrate');
         const host = obj(a).host;

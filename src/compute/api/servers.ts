@@ -53,11 +53,14 @@ const ServerUpdate = Type.Object({
     name: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
     description: Type.Optional(Type.Union([Type.String({ maxLength: 255 }), Type.Null()])),
     hostname: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
-    accessIPv4: Type.Optional(Type.String()),
-    accessIPv6: Type.Optional(Type.String()),
+    accessIPv4: Type.Optional(Type.String({ format: 'ipv4' })),
+    accessIPv6: Type.Optional(Type.String({ format: 'ipv6' })),
     'OS-DCF:diskConfig': Type.Optional(Type.String()),
   }, { additionalProperties: false }),
 }, { additionalProperties: false });
+
+/** IPv6 addresses in their canonical (compressed) form, as Nova stores accessIPv6. */
+const canonicalIpv6 = (a: string | undefined) => (a === undefined ? undefined : new URL(`http://[${a}]/`).hostname.slice(1, -1));
 
 const IdParams = Type.Object({ id: Type.String() });
 
@@ -67,6 +70,8 @@ export interface ServerRouteDeps extends RouteDeps {
   groups: ServerGroupService;
   db: Kysely<any>;
   network?: () => import('../servers/networking.js').ServerNetworking | undefined;
+  /** Remote consoles (tokens and URLs), for the legacy os-get*Console actions. */
+  consoles?: import('../consoles/service.js').ConsoleService;
 }
 
 export function callerOf(req: FastifyRequest): Caller {
@@ -114,7 +119,7 @@ export function registerServerRoutes(app: App, d: ServerRouteDeps): void {
       metadata: b.metadata, availabilityZone: b.availability_zone,
       configDrive: typeof b.config_drive === 'string' ? boolParam('config_drive', b.config_drive) ?? false : b.config_drive,
       minCount: b.min_count, maxCount: b.max_count, hints, networks: b.networks ?? 'auto', securityGroups: b.security_groups?.map((g) => g.name), description: b.description,
-      tags: b.tags, hostname: b.hostname, accessIPv4: b.accessIPv4, accessIPv6: b.accessIPv6,
+      tags: b.tags, hostname: b.hostname, accessIPv4: b.accessIPv4, accessIPv6: canonicalIpv6(b.accessIPv6),
     });
     reply.code(202);
     if (b.return_reservation_id) return { reservation_id: servers[0]!.reservationId };
@@ -176,6 +181,20 @@ export function registerServerRoutes(app: App, d: ServerRouteDeps): void {
     const any = tagList('tags-any'); if (any) servers = servers.filter((s) => any.some((t) => s.tags.includes(t)));
     const not = tagList('not-tags'); if (not) servers = servers.filter((s) => !not.every((t) => s.tags.includes(t)));
     const notAny = tagList('not-tags-any'); if (notAny) servers = servers.filter((s) => !notAny.some((t) => s.tags.includes(t)));
+    // `ip`/`ip6`: regular expressions matched against the server's fixed and floating addresses.
+    for (const [k, v] of [['ip', 4], ['ip6', 6]] as const) {
+      const pattern = lastOf(q[k]);
+      if (!pattern) continue;
+      let re: RegExp;
+      try { re = new RegExp(pattern); } catch { throw badRequest(`Invalid regular expression for ${k}: ${pattern}`); }
+      const net = d.network?.();
+      const keep: typeof servers = [];
+      for (const s of servers) {
+        const addrs = Object.values(net ? await net.addresses(s.id) : {}).flat() as { addr: string; version: number }[];
+        if (addrs.some((a) => a.version === v && re.test(a.addr))) keep.push(s);
+      }
+      servers = keep;
+    }
     const marker = lastOf(q.marker);
     if (marker) {
       const i = servers.findIndex((s) => s.id === marker);
@@ -185,7 +204,7 @@ export function registerServerRoutes(app: App, d: ServerRouteDeps): void {
     const limit = intParam('limit', lastOf(q.limit));
     const full = limit !== undefined && servers.length > limit;
     if (limit !== undefined) servers = servers.slice(0, limit);
-    const next = full ? nextLink(d, 'servers', Object.fromEntries(Object.entries(q).map(([k, v]) => [k, lastOf(v)])), servers[servers.length - 1]!.id) : undefined;
+    const next = full && servers.length ? nextLink(d, 'servers', Object.fromEntries(Object.entries(q).map(([k, v]) => [k, lastOf(v)])), servers[servers.length - 1]!.id) : undefined;
     return { servers, insts, next };
   };
 
@@ -216,7 +235,7 @@ export function registerServerRoutes(app: App, d: ServerRouteDeps): void {
     const b = req.body.server;
     if (b.description !== undefined && !atLeast(req, 19)) throw badRequest("Invalid input for field/attribute server. Additional properties are not allowed ('description' was unexpected)");
     if (b.hostname !== undefined && !atLeast(req, 90)) throw badRequest("Invalid input for field/attribute server. Additional properties are not allowed ('hostname' was unexpected)");
-    const s = await d.servers.update(c, req.params.id, b);
+    const s = await d.servers.update(c, req.params.id, { ...b, ...(b.accessIPv6 !== undefined ? { accessIPv6: canonicalIpv6(b.accessIPv6) } : {}) });
     return { server: await renderServer(d, req, s) };
   });
 

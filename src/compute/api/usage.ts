@@ -4,7 +4,7 @@ import type { FastifyRequest } from 'fastify';
 import type { Kysely } from 'kysely';
 import { Type } from '@sinclair/typebox';
 import type { App } from '../../core/http.js';
-import { badRequest } from '../../core/errors.js';
+import { badRequest, notFound } from '../../core/errors.js';
 import { rowToServer, type ServerRecord } from '../servers/store.js';
 import { atLeast } from './microversion.js';
 import { allow, boolParam, intParam, lastOf, novaTime, type Query, type RouteDeps } from './common.js';
@@ -69,6 +69,8 @@ export function registerUsageRoutes(app: App, deps: RouteDeps, db: Kysely<any>):
 
   app.get('/os-simple-tenant-usage', async (req) => {
     allow(deps, req, 'os_compute_api:os-simple-tenant-usage:list');
+    // `/os-simple-tenant-usage/` is a show of an empty project id (Nova: 404), not the list.
+    if (req.url.split('?')[0]!.endsWith('/')) throw notFound('Project id missing.');
     const all = await usage(req);
     const limit = atLeast(req, 40) ? intParam('limit', lastOf((req.query as Query).limit), 1) : undefined;
     return { tenant_usages: limit !== undefined ? all.slice(0, limit) : all };

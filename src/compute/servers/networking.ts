@@ -34,8 +34,12 @@ export interface ServerNetworking {
   detach(serverId: string, portId: string): Promise<void>;
   /** os-interface views of the server's ports. */
   interfaces(serverId: string): Promise<InterfaceAttachment[]>;
+  /** The project's use of network resources (network service names: floatingip, security_group, ...). */
+  usage(projectId: string, resources: string[]): Promise<Record<string, number>>;
   /** Nova's `addresses`: network name → [{addr, version, OS-EXT-IPS:type, OS-EXT-IPS-MAC:mac_addr}]. */
   addresses(serverId: string): Promise<Record<string, unknown[]>>;
+  /** OpenStack network_data.json of the server's ports (config drive; the metadata service serves the same). */
+  networkData?(serverId: string): Promise<Record<string, unknown>>;
 }
 
 export interface InterfaceAttachment {

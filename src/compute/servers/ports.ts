@@ -32,6 +32,8 @@ export interface InstanceApi {
     host: string; keys?: { name: string; publicKey: string }[]; userData?: string; hostname?: string; metadata?: Record<string, string>;
     power?: 'running' | 'shutoff';
     nics?: { id: string; mac: string; tap: string; mtu?: number }[];
+    configDrive?: boolean;
+    networkData?: Record<string, unknown>;
   }): Promise<InstanceLike>;
   getInstance(id: string): Promise<InstanceLike | undefined>;
   listInstances(filter?: { host?: string; projectId?: string }): Promise<InstanceLike[]>;
@@ -58,6 +60,8 @@ export interface InstanceApi {
   getNics?(id: string): Promise<{ id: string; mac: string; tap: string; mtu?: number }[]>;
   /** Serial console bytes read by the host's agent (negative offset: the last -offset bytes). */
   consoleOutput(id: string, opts: { offset?: number; maxBytes?: number }): Promise<{ text: string; next: number; size: number }>;
+  /** Where the guest's VNC server listens, asked of its host agent (remote consoles). */
+  vncAddress?(id: string): Promise<{ unixSocket: string } | { host: string; port: number } | undefined>;
 }
 
 export interface ImageInfo {

@@ -144,6 +144,8 @@ export class ServerReconciler {
         vcpus: s.flavor.vcpus, ramMb: s.flavor.ram, diskGb: s.flavor.disk, hostname: s.hostname, metadata: s.metadata,
         keys: s.keyName && s.keyData ? [{ name: s.keyName, publicKey: s.keyData }] : [],
         ...(s.userData ? { userData: Buffer.from(s.userData, 'base64').toString('utf8') } : {}),
+        // config_drive=true: the drive carries what the metadata service serves, network data included.
+        ...(s.configDrive ? { configDrive: true, ...(net?.networkData ? { networkData: await net.networkData(s.id) } : {}) } : {}),
       });
       return;
     }

@@ -135,12 +135,28 @@ export async function catalogRoutes(app: App, d: Deps): Promise<void> {
 
   // ---------- endpoints ----------
   const EP = ['service_id', 'interface', 'url', 'region_id', 'region', 'enabled'];
+  // `region_id` must name an existing region; the legacy `region` (v2-style clients, tempest)
+  // creates a missing one with that id, as Keystone does.
+  const endpointRegion = async (regionId: string | null | undefined, legacy: string | null | undefined): Promise<string | null> => {
+    if (regionId) {
+      await region(regionId).catch(() => { throw badRequest(`Could not find region: ${regionId}.`); });
+      return regionId;
+    }
+    if (regionId === undefined && legacy) {
+      const exists = await db.selectFrom('identity_regions').select('id').where('id', '=', legacy).executeTakeFirst();
+      if (!exists) {
+        await db.insertInto('identity_regions').values({ id: legacy, description: '', parent_region_id: null, extra: '{}' })
+          .execute().catch(async (e) => { if (!await db.selectFrom('identity_regions').select('id').where('id', '=', legacy).executeTakeFirst()) throw e; });
+      }
+      return legacy;
+    }
+    return null;
+  };
   app.post('/endpoints', { schema: { body: EndpointCreate } }, async (req, reply) => {
     allow(d, req, 'identity:create_endpoint');
     const b = req.body.endpoint;
     await service(b.service_id).catch(() => { throw badRequest(`Could not find service: ${b.service_id}.`); });
-    const regionId = b.region_id ?? b.region ?? null;
-    if (regionId) await region(regionId).catch(() => { throw badRequest(`Could not find region: ${regionId}.`); });
+    const regionId = await endpointRegion(b.region_id, b.region);
     const row: EndpointRow = {
       id: hexId(), service_id: b.service_id, region_id: regionId, interface: b.interface, url: b.url,
       enabled: toDbBool(b.enabled ?? true), extra: extraOf(b, EP),
@@ -169,8 +185,7 @@ export async function catalogRoutes(app: App, d: Deps): Promise<void> {
     const r = await endpoint(req.params.id);
     const b = req.body.endpoint;
     if (b.service_id) await service(b.service_id).catch(() => { throw badRequest(`Could not find service: ${b.service_id}.`); });
-    const regionId = b.region_id !== undefined ? b.region_id : b.region !== undefined ? b.region : r.region_id;
-    if (regionId) await region(regionId).catch(() => { throw badRequest(`Could not find region: ${regionId}.`); });
+    const regionId = b.region_id === undefined && b.region === undefined ? r.region_id : await endpointRegion(b.region_id, b.region);
     const next: EndpointRow = {
       ...r, service_id: b.service_id ?? r.service_id, interface: b.interface ?? r.interface, url: b.url ?? r.url,
       region_id: regionId, enabled: b.enabled === undefined ? r.enabled : toDbBool(b.enabled), extra: extraOf(b, EP, r.extra),

@@ -4,13 +4,13 @@ const ext = (alias: string, name: string, description: string) => ({
 });
 
 export const EXTENSIONS = [
+  ext('agent', 'agent', 'The agent management extension.'),
   ext('external-net', 'Neutron external network', 'Adds external network attribute to network resource.'),
   ext('router', 'Neutron L3 Router', 'Router abstraction for basic L3 forwarding between L2 Neutron networks and access to external networks via a NAT gateway.'),
   ext('ext-gw-mode', 'Neutron L3 Configurable external gateway mode', 'Extension of the router abstraction for specifying whether SNAT should occur on the external gateway'),
   ext('extraroute', 'Neutron Extra Route', 'Extra routes configuration for L3 router'),
   ext('extraroute-atomic', 'Atomically add/remove extra routes', 'Edit extra routes of a router on server side by atomically adding/removing extra routes'),
   ext('security-group', 'security-group', 'The security groups extension.'),
-  ext('stateful-security-group', 'Stateful security group', 'Indicates if the security group is stateful or not'),
   ext('quotas', 'Quota management support', 'Expose functions for quotas management per project'),
   ext('quota_details', 'Quota details management support', 'Expose functions for quotas usage statistics per project'),
   ext('provider', 'Provider Network', 'Expose mapping of virtual networks to physical networks'),

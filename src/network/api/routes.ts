@@ -2,7 +2,7 @@
 // extra routes, quotas, extensions and version discovery.
 import type { FastifyRequest } from 'fastify';
 import { authenticate, authOf, isAdmin } from '../../core/auth.js';
-import { neutronError, notFound } from '../../core/errors.js';
+import { badRequest, neutronError, notFound } from '../../core/errors.js';
 import { useErrorStyle, type App } from '../../core/http.js';
 import type { PolicyEngine } from '../../core/policy.js';
 import type { TokenValidator } from '../../core/auth.js';
@@ -11,7 +11,7 @@ import type { NetworkService } from '../service.js';
 import type { Kind } from '../store.js';
 import { EXTENSIONS } from './extensions.js';
 import { listResponse, projectFields } from './list.js';
-import { InterfaceBody, QuotaBody, RoutesBody, Schemas } from './schemas.js';
+import { AgentBody, createBody, InterfaceBody, QuotaBody, RoutesBody, Schemas } from './schemas.js';
 
 interface Deps {
   service: NetworkService;
@@ -67,10 +67,18 @@ export async function networkRoutes(app: App, d: Deps): Promise<void> {
         const [view] = await service.views(kind, caller, [await service.get(kind, caller, (req.params as { id: string }).id)]);
         return { [kind]: projectFields(view!, req.query as Query) };
       });
-      v2.post(`/${path}`, { schema: { body: schemas.create } }, async (req, reply) => {
+      v2.post(`/${path}`, { schema: { body: createBody(kind, collection) } }, async (req, reply) => {
         const caller = callerOf(req);
-        const body = (req.body as Record<string, Record<string, unknown>>)[kind]!;
-        const doc = await create(kind, caller, body);
+        const given = req.body as Record<string, unknown>;
+        if ((kind in given) === (collection in given)) {
+          throw badRequest(`Unable to find '${kind}' (or '${collection}' for a bulk create) in request body`);
+        }
+        if (collection in given) {
+          const docs = await service.bulkCreate(kind, caller, given[collection] as Array<Record<string, unknown>>);
+          reply.code(201);
+          return { [collection]: await service.views(kind, caller, docs) };
+        }
+        const doc = await create(kind, caller, given[kind] as Record<string, unknown>);
         const [view] = await service.views(kind, caller, [doc]);
         reply.code(201);
         return { [kind]: view };
@@ -109,6 +117,14 @@ export async function networkRoutes(app: App, d: Deps): Promise<void> {
       });
     }
 
+    // Agents: the network side of the registered host agents (admins only; others see none).
+    v2.get('/agents', async (req) => listResponse('agents', await service.listAgents(callerOf(req)), req.query as Query, selfUrl(req)));
+    v2.get('/agents/:id', async (req) =>
+      ({ agent: projectFields(await service.getAgent(callerOf(req), (req.params as { id: string }).id), req.query as Query) }));
+    v2.put('/agents/:id', { schema: { body: AgentBody } }, async (req) => ({
+      agent: await service.updateAgent(callerOf(req), (req.params as { id: string }).id, (req.body as { agent: Record<string, unknown> }).agent),
+    }));
+
     v2.get('/extensions', async () => ({ extensions: EXTENSIONS }));
     v2.get('/extensions/:alias', async (req) => {
       const ext = EXTENSIONS.find((e) => e.alias === (req.params as { alias: string }).alias);
@@ -120,17 +136,7 @@ export async function networkRoutes(app: App, d: Deps): Promise<void> {
     v2.get('/quotas', async (req) => {
       const caller = callerOf(req);
       if (!caller.isAdmin) return { quotas: [{ ...await service.getQuota(caller, caller.projectId), project_id: caller.projectId, tenant_id: caller.projectId }] };
-      const projects = new Set<string>();
-      for (const k of ['network', 'port', 'router', 'security_group'] as Kind[]) {
-        for (const doc of await service.list(k, caller)) if (doc.project_id) projects.add(doc.project_id);
-      }
-      const defaults = service.defaultQuota();
-      const quotas = [];
-      for (const p of projects) {
-        const q = await service.getQuota(caller, p);
-        if (Object.entries(q).some(([k, v]) => defaults[k] !== v)) quotas.push({ ...q, project_id: p, tenant_id: p });
-      }
-      return { quotas };
+      return { quotas: await service.nonDefaultQuotas(caller) };
     });
     v2.get('/quotas/tenant', async (req) => ({ tenant: { tenant_id: callerOf(req).projectId } }));
     v2.get('/quotas/:project/default', async (req) => {

@@ -110,6 +110,20 @@ export const Schemas = {
   },
 };
 
+/**
+ * A create body: one resource (`{"network": {...}}`) or Neutron's bulk form (`{"networks": [...]}`).
+ * Exactly one of the two keys (the route checks it, with Neutron's message).
+ */
+export function createBody(kind: keyof typeof Schemas, collection: string): TSchema {
+  const one = (Schemas[kind].create as unknown as { properties: Record<string, TSchema> }).properties[kind]!;
+  return T.Object({ [kind]: T.Optional(one), [collection]: T.Optional(T.Array(one, { minItems: 1, maxItems: 1000 })) },
+    { additionalProperties: false });
+}
+
+export const AgentBody = T.Object({
+  agent: T.Object({ admin_state_up: T.Optional(Bool), description: T.Optional(Desc) }, { additionalProperties: false }),
+}, { additionalProperties: false });
+
 export const InterfaceBody = T.Object({ subnet_id: T.Optional(Id), port_id: T.Optional(Id) }, { additionalProperties: false });
 export const RoutesBody = T.Object({ router: T.Object({ routes: T.Array(Route) }, { additionalProperties: false }) }, { additionalProperties: false });
 export const QuotaBody = T.Object({ quota: T.Record(T.String(), T.Union([T.Integer(), T.String(), T.Boolean()])) }, { additionalProperties: false });

@@ -43,7 +43,12 @@ export interface CmdlineOptions {
   incoming?: boolean;
   /** Foreground (bench "by hand" runs): no -daemonize / -pidfile. */
   foreground?: boolean;
+  /** VNC on TCP at this address (first free port from 5900) instead of the unix socket. */
+  vncListen?: string;
 }
+
+/** TCP VNC servers take the first free display of 0..VNC_DISPLAYS-1 (ports 5900 and up). */
+export const VNC_DISPLAYS = 1000;
 
 /** Escapes a value for QEMU's comma-separated option syntax. */
 const q = (v: string) => v.replace(/,/g, ',,');
@@ -60,7 +65,8 @@ export function qemuArgs(spec: InstanceSpec, p: GuestPaths, o: CmdlineOptions): 
     '-m', String(spec.ramMb),
     '-display', 'none',
     '-vga', 'std',
-    '-vnc', `unix:${q(p.vnc)}`,
+    // A unix socket for a controller on this machine; TCP when controllers are elsewhere.
+    '-vnc', o.vncListen ? `${o.vncListen.includes(':') ? `[${o.vncListen}]` : o.vncListen}:0,to=${VNC_DISPLAYS - 1}` : `unix:${q(p.vnc)}`,
     // Appending keeps offsets valid across restarts of the guest (console read by offset).
     '-chardev', `file,id=console0,path=${q(p.console)},append=on`,
     '-serial', 'chardev:console0',

@@ -25,6 +25,8 @@ export interface QemuDriverOptions {
   binary?: string;
   /** Put each guest in its own cgroup when cgroup v2 is writable (default true). */
   cgroups?: boolean;
+  /** Address guests' VNC servers listen on over TCP (for controllers on other machines); default: a unix socket. */
+  vncListen?: string;
 }
 
 const PAUSED_STATES = new Set(['paused', 'suspended', 'postmigrate', 'finish-migrate', 'inmigrate', 'prelaunch',
@@ -53,7 +55,7 @@ export class QemuDriver implements HypervisorDriver {
   /** The full command line of a guest (also used by bench/boot to start one by hand). */
   commandLine(spec: InstanceSpec, opts: { incoming?: boolean; foreground?: boolean } = {}): string[] {
     const p = this.paths(spec.id);
-    return [this.binary, ...qemuArgs(spec, p, { accel: this.accelerator, hasConfigDrive: existsSync(p.configDrive), ...opts })];
+    return [this.binary, ...qemuArgs(spec, p, { accel: this.accelerator, hasConfigDrive: existsSync(p.configDrive), vncListen: this.o.vncListen, ...opts })];
   }
 
   async spawn(spec: InstanceSpec, image: BaseImage | null, configDrive: ConfigDriveSpec | undefined, opts: { start?: boolean; disk?: string } = {}): Promise<void> {
@@ -277,7 +279,13 @@ export class QemuDriver implements HypervisorDriver {
 
   async vncAddress(id: string): Promise<VncAddress | undefined> {
     const p = this.paths(id);
-    return this.livePid(id) && existsSync(p.vnc) ? { unixSocket: p.vnc } : undefined;
+    if (!this.livePid(id)) return undefined;
+    if (existsSync(p.vnc)) return { unixSocket: p.vnc };
+    // TCP: the port QEMU picked (first free display), as it reports it.
+    type Vnc = { enabled: boolean; host?: string; service?: string; family?: string };
+    const v = await this.locked(id, () => this.qmp(id, (c) => c.execute<Vnc>('query-vnc'), 3000)).catch(() => undefined);
+    if (!v?.enabled || !v.host || !v.service || v.family === 'unix') return undefined;
+    return { host: v.host, port: Number(v.service) };
   }
 
   async getSpec(id: string): Promise<InstanceSpec | undefined> {

@@ -1,0 +1,137 @@
+// Response shapes and input forms Tempest checks (docs/compute.md, "Tempest"): Nova's string
+// booleans, integer key pair ids, hypervisor cpu_info per microversion, the network quotas and
+// limits shown before 2.36, and the usage URL with an empty project id.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { FileImageSource } from '../../src/compute/images.js';
+import { api, startTestCloud, type TestCloud } from '../helpers/cloud.js';
+import { issue } from '../identity/helpers.js';
+import { fakeHost, type FakeHost } from './fake-agent.js';
+
+let tc: TestCloud;
+let admin: string;
+let adminProject: string;
+let host: FakeHost;
+const V = '/compute/v2.1';
+const mv = (v: string) => ({ 'OpenStack-API-Version': `compute ${v}` });
+before(async () => {
+  tc = await startTestCloud();
+  const a = await issue(tc, 'admin', tc.adminPassword);
+  admin = a.token;
+  adminProject = a.body.token.project.id;
+  const src = new FileImageSource();
+  writeFileSync(join(tc.dataDir, 'shape.img'), Buffer.alloc(64 * 1024));
+  src.add('img-shape', join(tc.dataDir, 'shape.img'));
+  tc.cloud.compute.setImageSource(src);
+  host = await fakeHost(tc, 'shape-host');
+});
+after(async () => {
+  await host?.stop();
+  await tc?.stop();
+});
+
+test('flavor create takes Nova string booleans and numeric strings; other strings are a 400', async () => {
+  const mk = (name: string, isPublic: unknown) => api(tc.url, 'POST', `${V}/flavors`, { token: admin,
+    body: { flavor: { name, ram: '64', vcpus: 1, disk: 0, 'os-flavor-access:is_public': isPublic } } });
+  const priv = await mk('shape-private', 'False');
+  assert.equal(priv.status, 200, JSON.stringify(priv.body));
+  assert.equal(priv.body.flavor['os-flavor-access:is_public'], false);
+  assert.equal(priv.body.flavor.ram, 64);
+  const pub = await mk('shape-public', 'YES');
+  assert.equal(pub.body.flavor['os-flavor-access:is_public'], true);
+  const bad = await mk('shape-bad', 'maybe');
+  assert.equal(bad.status, 400);
+  // The CLI reads the private flavor back.
+  const shown = await tc.openstackJson(['flavor', 'show', 'shape-private']);
+  assert.equal(shown['os-flavor-access:is_public'], false);
+});
+
+test('key pairs have integer ids (CLI create, then show at 2.1 and 2.10)', async () => {
+  await tc.openstack(['keypair', 'create', 'shape-kp']);
+  const one = await api(tc.url, 'GET', `${V}/os-keypairs/shape-kp`, { token: admin });
+  assert.equal(one.status, 200);
+  assert.ok(Number.isInteger(one.body.keypair.id), `id ${one.body.keypair.id} is an integer`);
+  const two = await api(tc.url, 'POST', `${V}/os-keypairs`, { token: admin, body: { keypair: { name: 'shape-kp2' } } });
+  const again = await api(tc.url, 'GET', `${V}/os-keypairs/shape-kp2`, { token: admin, headers: mv('2.10') });
+  assert.ok(again.body.keypair.id > one.body.keypair.id);
+  assert.equal(two.status, 200);
+});
+
+test('hypervisor cpu_info: a JSON string before 2.28, an object from 2.28', async () => {
+  const old = await api(tc.url, 'GET', `${V}/os-hypervisors/detail`, { token: admin });
+  const h = old.body.hypervisors.find((x: any) => x.hypervisor_hostname === 'shape-host');
+  assert.equal(typeof h.cpu_info, 'string');
+  assert.equal(JSON.parse(h.cpu_info).model, 'fake');
+  const neu = await api(tc.url, 'GET', `${V}/os-hypervisors/detail`, { token: admin, headers: mv('2.53') });
+  const h2 = neu.body.hypervisors.find((x: any) => x.hypervisor_hostname === 'shape-host');
+  assert.deepEqual(h2.cpu_info, { model: 'fake', accelerator: 'TCG' });
+});
+
+test('before 2.36 quota sets and limits include the network quotas, read from the network service', async () => {
+  const q = await api(tc.url, 'GET', `${V}/os-quota-sets/${adminProject}`, { token: admin });
+  for (const k of ['floating_ips', 'fixed_ips', 'security_groups', 'security_group_rules']) assert.equal(typeof q.body.quota_set[k], 'number', k);
+  // Neutron's own quota door shows what the compute door writes, and the reverse.
+  const set = await api(tc.url, 'PUT', `${V}/os-quota-sets/${adminProject}`, { token: admin, body: { quota_set: { floating_ips: 7 } } });
+  assert.equal(set.status, 200, JSON.stringify(set.body));
+  assert.equal(set.body.quota_set.floating_ips, 7);
+  const nq = await api(tc.url, 'GET', `/network/v2.0/quotas/${adminProject}`, { token: admin });
+  assert.equal(nq.body.quota.floatingip, 7);
+  await tc.openstack(['quota', 'set', '--secgroups', '9', adminProject]);
+  const lim = await api(tc.url, 'GET', `${V}/limits`, { token: admin });
+  assert.equal(lim.body.limits.absolute.maxSecurityGroups, 9);
+  assert.equal(lim.body.limits.absolute.maxTotalFloatingIps, 7);
+  assert.equal(typeof lim.body.limits.absolute.totalSecurityGroupsUsed, 'number');
+  // From 2.36 they are gone, and cannot be set.
+  const q36 = await api(tc.url, 'GET', `${V}/os-quota-sets/${adminProject}`, { token: admin, headers: mv('2.36') });
+  assert.ok(!('floating_ips' in q36.body.quota_set));
+  const lim36 = await api(tc.url, 'GET', `${V}/limits`, { token: admin, headers: mv('2.36') });
+  assert.ok(!('maxSecurityGroups' in lim36.body.limits.absolute));
+  const set36 = await api(tc.url, 'PUT', `${V}/os-quota-sets/${adminProject}`, { token: admin, headers: mv('2.36'), body: { quota_set: { floating_ips: 3 } } });
+  assert.equal(set36.status, 400);
+  // DELETE resets compute's limits but leaves the network service's own.
+  await api(tc.url, 'DELETE', `${V}/os-quota-sets/${adminProject}`, { token: admin });
+  const after = await api(tc.url, 'GET', `${V}/os-quota-sets/${adminProject}`, { token: admin });
+  assert.equal(after.body.quota_set.floating_ips, 7);
+});
+
+test('usage of an empty project id is a 404, not the list', async () => {
+  const r = await api(tc.url, 'GET', `${V}/os-simple-tenant-usage/?start=2026-01-01T00:00:00`, { token: admin });
+  assert.equal(r.status, 404);
+  const list = await api(tc.url, 'GET', `${V}/os-simple-tenant-usage?start=2026-01-01T00:00:00`, { token: admin });
+  assert.equal(list.status, 200);
+});
+
+test('servers: accessIPv6 stored canonical, ip/ip6 filters match addresses, limit=0 is an empty page', async () => {
+  await tc.openstack(['network', 'create', 'shape-net']);
+  await tc.openstack(['subnet', 'create', '--network', 'shape-net', '--subnet-range', '10.55.0.0/24', 'shape-sub']);
+  const r = await api(tc.url, 'POST', `${V}/servers`, { token: admin, body: { server: {
+    name: 'shape-vm', imageRef: 'img-shape', flavorRef: '42', networks: [{ uuid: (await tc.openstackJson(['network', 'show', 'shape-net'])).id }],
+    accessIPv6: '0000:0000:0000:0000:0000:babe:220.12.22.2' } } });
+  assert.equal(r.status, 202, JSON.stringify(r.body));
+  const id = r.body.server.id;
+  let addr = '';
+  for (let i = 0; i < 200 && !addr; i++) {
+    const s = await api(tc.url, 'GET', `${V}/servers/${id}`, { token: admin });
+    assert.equal(s.body.server.accessIPv6, '::babe:dc0c:1602');
+    addr = (s.body.server.addresses['shape-net'] ?? [])[0]?.addr ?? '';
+    if (!addr) await new Promise((res) => setTimeout(res, 100));
+  }
+  assert.match(addr, /^10\.55\.0\./);
+  const byIp = await api(tc.url, 'GET', `${V}/servers?ip=${encodeURIComponent(addr.replace(/\./g, '\\.'))}`, { token: admin });
+  assert.deepEqual(byIp.body.servers.map((x: any) => x.id), [id]);
+  const miss = await api(tc.url, 'GET', `${V}/servers?ip=10\\.99\\.`, { token: admin });
+  assert.deepEqual(miss.body.servers, []);
+  const ip6 = await api(tc.url, 'GET', `${V}/servers?ip6=${encodeURIComponent('10.55')}`, { token: admin });
+  assert.deepEqual(ip6.body.servers, []);
+  const zero = await api(tc.url, 'GET', `${V}/servers?limit=0`, { token: admin });
+  assert.equal(zero.status, 200);
+  assert.deepEqual(zero.body.servers, []);
+  const upd = await api(tc.url, 'PUT', `${V}/servers/${id}`, { token: admin, body: { server: { accessIPv6: '2001:0db8:0000:0000:0000:0000:0000:0001' } } });
+  assert.equal(upd.body.server.accessIPv6, '2001:db8::1');
+  const bad = await api(tc.url, 'PUT', `${V}/servers/${id}`, { token: admin, body: { server: { accessIPv6: 'not-an-ip' } } });
+  assert.equal(bad.status, 400);
+  await tc.openstack(['server', 'delete', '--wait', id]);
+  await tc.openstack(['network', 'delete', 'shape-net']);
+});
