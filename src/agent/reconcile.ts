@@ -7,9 +7,10 @@
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import type { DesiredInstance, DesiredPower, DesiredState, ObservedInstance, TaskResult } from '../compute/agent-protocol.js';
-import type { HypervisorDriver, InstanceInfo, InstanceSpec } from './hypervisor/driver.js';
+import type { DesiredInstance, DesiredPower, DesiredState, ObservedInstance, ObservedMigration, TaskResult } from '../compute/agent-protocol.js';
+import type { HypervisorDriver, InstanceInfo, InstanceSpec, MigrationListen } from './hypervisor/driver.js';
 import type { BaseImage } from './hypervisor/driver.js';
+import { MigrationSteps } from './live-migration.js';
 
 export interface ReconcilerOptions {
   driver: HypervisorDriver;
@@ -37,6 +38,8 @@ export interface ReconcilerOptions {
   };
   /** Called after each converge that reached its power state (the data plane plugs new taps). */
   afterConverge?: (id: string) => void;
+  /** Where this host listens for incoming live migrations (default 127.0.0.1, ports 49152-49215). */
+  migrationListen?: MigrationListen;
 }
 
 interface InstanceRecordOnDisk {
@@ -48,6 +51,8 @@ interface InstanceRecordOnDisk {
   fault: { message: string; at: string } | null;
   /** Powered off by `stratus down`: brought back to its desired state on the next start. */
   resumeOnStart?: boolean;
+  /** Outcome of this host's step in the instance's live migration (reported until the controller moves on). */
+  migration?: ObservedMigration;
 }
 
 const EMPTY: InstanceRecordOnDisk = { appliedGeneration: 0, attempts: 0, attemptsFor: 0, doneTasks: [], fault: null };
@@ -61,10 +66,19 @@ export class Reconciler {
   private lastSent = new Map<string, string>();
   private lastFull = 0;
   private stopped = false;
+  private readonly migrations: MigrationSteps;
 
   constructor(private readonly o: ReconcilerOptions) {
     mkdirSync(o.stateDir, { recursive: true });
     mkdirSync(o.snapshotDir, { recursive: true });
+    this.migrations = new MigrationSteps({
+      driver: o.driver, ensureImage: o.ensureImage, log: o.log,
+      listen: o.migrationListen ?? { host: '127.0.0.1', ports: [49152, 49215] },
+      progress: (id, migration) => {
+        const rec = this.load(id);
+        void this.send([{ id, powerState: 'running', observedGeneration: rec.appliedGeneration, busy: true, migration }]);
+      },
+    });
   }
 
   /** Takes a new desired state from the watch and starts converging what changed. */
@@ -72,7 +86,10 @@ export class Reconciler {
     const next = new Map(state.instances.map((i) => [i.id, i]));
     this.desired = next;
     this.haveDesired = true;
-    for (const d of next.values()) this.schedule(d.id);
+    for (const d of next.values()) {
+      this.migrations.noticeAbort(d);
+      this.schedule(d.id);
+    }
   }
 
   /** Guests on this host the controller knows nothing about (reported, never touched). */
@@ -146,6 +163,19 @@ export class Reconciler {
 
     const started = Date.now();
     try {
+      if (d.migration) {
+        const out = await this.migrations.step(d, specOf(d), rec.migration, log);
+        rec.migration = out.state;
+        this.save(d.id, rec);
+        if (out.hold) {
+          rec.appliedGeneration = d.generation;
+          rec.fault = null;
+          this.save(d.id, rec);
+          const o = this.observation(d, await driver.getInfo(d.id));
+          if (o) await this.send([o]);
+          return;
+        }
+      }
       let info = await driver.getInfo(d.id);
       if (!info || !(await driver.getSpec(d.id))) {
         // With NICs the guest reads the metadata service (169.254.169.254) instead of a config drive.
@@ -306,13 +336,18 @@ export class Reconciler {
 
   private observation(d: DesiredInstance, info: InstanceInfo | undefined): ObservedInstance | undefined {
     if (d.deleted && !info) return { id: d.id, powerState: 'deleted', observedGeneration: d.generation };
-    if (!info) return undefined;
     const rec = this.load(d.id);
+    if (!info) {
+      // A destination whose preparation failed has nothing left but the outcome to report.
+      return rec.migration && d.migration?.id === rec.migration.id
+        ? { id: d.id, powerState: 'deleted', observedGeneration: rec.appliedGeneration, migration: rec.migration } : undefined;
+    }
     return {
       id: d.id, powerState: info.powerState, ...(info.pid ? { pid: info.pid } : {}), diskBytes: info.diskBytes,
       observedGeneration: rec.appliedGeneration, busy: !!info.busy || this.running.has(d.id) || !!rec.resumeOnStart, fault: rec.fault,
       // Repeated until the controller stops asking for the task (it has recorded the result).
       ...(rec.taskResult && d.task?.id === rec.taskResult.taskId ? { taskResult: rec.taskResult } : {}),
+      ...(rec.migration && d.migration?.id === rec.migration.id ? { migration: rec.migration } : {}),
     };
   }
 

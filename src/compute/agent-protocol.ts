@@ -18,6 +18,30 @@ export interface DiskSource {
   sizeBytes: number;
 }
 
+/** Where a prepared destination waits: QEMU's migration URI and the NBD export of its root disk. */
+export interface MigrationTarget { uri: string; diskUri: string }
+
+/**
+ * A live migration step for this host (docs/agent.md, "Live migration"). The destination first
+ * gets a copy of the instance with `phase: "prepare"` (QEMU waits, disk exported) and reports the
+ * target; the source then gets `target` and sends the guest; once it reports `completed` the
+ * instance belongs to the destination (`phase: "finish"`: close the export) and the source gets a
+ * deleted tombstone of it. `abort` asks the source to cancel (the guest stays there).
+ */
+export type DesiredMigration =
+  | { id: string; role: 'destination'; phase: 'prepare' | 'finish' }
+  | { id: string; role: 'source'; target: MigrationTarget; abort?: boolean };
+
+export interface ObservedMigration {
+  id: string;
+  /** destination: prepared → finished; source: running → completed; either: failed; source: aborted. */
+  state: 'prepared' | 'running' | 'completed' | 'finished' | 'failed' | 'aborted';
+  target?: MigrationTarget;
+  progress?: { phase: 'disk' | 'memory' | 'switchover' | 'done'; diskDone?: number; diskTotal?: number; memoryDone?: number; memoryTotal?: number };
+  error?: string;
+  downtimeMs?: number;
+}
+
 /** What the controller wants of one instance on a host. */
 export interface DesiredInstance {
   id: string;
@@ -41,6 +65,7 @@ export interface DesiredInstance {
   task?: AgentTask;
   /** Spawn from this moved disk (GET .../instances/{id}/disk) instead of the image. */
   disk?: DiskSource;
+  migration?: DesiredMigration;
 }
 
 export interface DesiredState {
@@ -86,6 +111,8 @@ export interface ObservedInstance {
   taskResult?: TaskResult;
   /** Free text about what the agent did on its own (adopted, stopped-unexpectedly). */
   event?: string;
+  /** Where this host is in the instance's live migration (answers `DesiredInstance.migration`). */
+  migration?: ObservedMigration;
 }
 
 export interface HostRegistration {

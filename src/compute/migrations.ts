@@ -1,6 +1,7 @@
 // Tables of the compute service (compute_*). Conventions: src/core/db.ts.
 import type { Kysely } from 'kysely';
 import type { ServiceMigrations } from '../core/db.js';
+import { instanceMovesMigration } from './instance-moves.js';
 
 export const computeMigrations: ServiceMigrations = {
   '0001_hosts_instances': {
@@ -73,9 +74,11 @@ export const computeMigrations: ServiceMigrations = {
       await db.schema.dropTable('compute_agent_calls').execute();
     },
   },
+  // Live migrations in progress, at the agents' level (instance-moves.ts).
+  '0003_instance_moves': instanceMovesMigration,
   // Moves between hosts: the instance's second copy (the source during a cold migration, the
   // destination being deleted after a revert) and where a moved root disk comes from.
-  '0003_instance_peer': {
+  '0004_instance_peer': {
     async up(db: Kysely<any>) {
       await db.schema.alterTable('compute_instances').addColumn('peer_host', 'text').execute();
       await db.schema.alterTable('compute_instances').addColumn('peer', 'text').execute();

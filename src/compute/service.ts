@@ -14,6 +14,7 @@ import { ComputeStore, type HostRecord, type InstanceRecord } from './store.js';
 import { AgentCalls } from './calls.js';
 import { InstanceMoves, peerDesired } from './moves.js';
 import { DiskTransfers } from './transfers.js';
+import { LiveMoves } from './instance-moves.js';
 
 export interface CreateInstanceInput {
   id?: string;
@@ -58,8 +59,10 @@ const ACTIONS: Record<Action, { from: DesiredPower[]; to: DesiredPower; taskStat
 export class ComputeService {
   readonly store: ComputeStore;
   readonly calls: AgentCalls;
-  /** Moves between hosts (cold migration, resize elsewhere): see moves.ts. */
-  readonly moves: InstanceMoves;
+  /** Live migrations between hosts (instance-moves.ts). */
+  readonly moves: LiveMoves;
+  /** Cold moves between hosts (cold migration, resize elsewhere): see moves.ts. */
+  readonly coldMoves: InstanceMoves;
   /** 'host:<name>' on every desired change of that host; 'instance' with the record on every change. */
   readonly events = new EventEmitter();
 
@@ -79,24 +82,25 @@ export class ComputeService {
     this.transfers = new DiskTransfers(opts.transfersDir);
     this.events.setMaxListeners(0);
     this.calls = new AgentCalls(db, this.store, this.events);
-    this.moves = new InstanceMoves(this.store, (i, hosts) => {
+    this.moves = new LiveMoves(this.store, this.events, log);
+    this.coldMoves = new InstanceMoves(this.store, (i, hosts) => {
       for (const h of hosts) this.events.emit(`host:${h}`);
       this.events.emit('instance', i);
     });
   }
 
-  exportDisk(id: string, migrationId: string) { return this.moves.exportDisk(id, migrationId); }
-  beginMove(id: string, to: Parameters<InstanceMoves['beginMove']>[1]) { return this.moves.beginMove(id, to); }
+  exportDisk(id: string, migrationId: string) { return this.coldMoves.exportDisk(id, migrationId); }
+  beginMove(id: string, to: Parameters<InstanceMoves['beginMove']>[1]) { return this.coldMoves.beginMove(id, to); }
   /** The destination has the moved disk: the staged copy goes. */
   async finishMove(id: string): Promise<void> {
     const i = await this.store.getInstance(id);
-    await this.moves.finishMove(id);
+    await this.coldMoves.finishMove(id);
     if (i?.diskSource) this.transfers.remove(i.diskSource.migrationId);
   }
   /** A move that ended (failed, rolled back): its staged disk goes, if any. */
   async discardTransfer(migrationId: string): Promise<void> { this.transfers.remove(migrationId); }
-  dropPeer(id: string) { return this.moves.dropPeer(id); }
-  swapBack(id: string, power: DesiredPower) { return this.moves.swapBack(id, power); }
+  dropPeer(id: string) { return this.coldMoves.dropPeer(id); }
+  swapBack(id: string, power: DesiredPower) { return this.coldMoves.swapBack(id, power); }
 
   // --- instances: desired state ----------------------------------------------------------------
 
@@ -296,7 +300,10 @@ export class ComputeService {
         if (!h) throw notFound(`compute host ${host} is not registered`);
         if (h.revision !== since || Date.now() >= deadline || this.closing || signal?.aborted) {
           const [instances, calls] = await Promise.all([this.store.listForHost(host), this.calls.pending(host)]);
-          const desired = instances.map((i) => (i.host === host ? toDesired(i) : peerDesired(i, toDesired(i))));
+          // Copies left here by a cold move (peers), then live migrations' steps, copies and tombstones.
+          const peers = instances.filter((i) => i.host !== host).map((i) => peerDesired(i, toDesired(i)));
+          const own = instances.filter((i) => i.host === host).map(toDesired);
+          const desired = [...await this.moves.desired(host, own, toDesired), ...peers];
           return { revision: h.revision, instances: desired, ...(calls.length ? { calls } : {}) };
         }
         // Re-read every 2 s as well: another controller may have made the change.
@@ -315,12 +322,21 @@ export class ComputeService {
     for (const o of observed) {
       let removed = false;
       let bumped = false;
+      const wake: string[] = [];
       const rec = await this.store.db.transaction().execute(async (tx) => {
+        await this.moves.lock(tx, o.id);
         const i = await this.store.getInstance(o.id, tx);
+        const move = await this.moves.observe(tx, host, o, i);
+        if (move) {
+          wake.push(...move.bump);
+          for (const h of new Set(move.bump)) await this.store.bumpRevision(h, tx);
+          if (move.instance) { move.instance.updatedAt = nowIso(); await this.store.updateInstance(move.instance, tx); }
+          if (move.consumed) return move.instance;
+        }
         if (!i) return undefined;
         if (i.host !== host) {
-          // The copy a move left on this host.
-          if (i.peer?.host !== host || !this.moves.applyPeerReport(i, o)) return undefined;
+          // The copy a cold move left on this host.
+          if (i.peer?.host !== host || !this.coldMoves.applyPeerReport(i, o)) return undefined;
           i.updatedAt = nowIso();
           await this.store.updateInstance(i, tx);
           return i;
@@ -371,6 +387,7 @@ export class ComputeService {
         if (bumped) await this.store.bumpRevision(host, tx);
         return i;
       });
+      for (const h of new Set(wake)) this.events.emit(`host:${h}`);
       if (!rec) continue;
       if (removed) this.log.info({ instance: rec.id, host }, 'instance deleted from its host');
       if (bumped) this.events.emit(`host:${rec.host}`);

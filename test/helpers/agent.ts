@@ -94,10 +94,12 @@ export function testAgent(tc: TestCloud, opts: { host?: string; args?: string[];
       for (const pid of guestPids(dataDir)) {
         try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
       }
-      // Their cgroups too (empty once the processes are gone).
+      // Their cgroups too (empty once the processes are gone), in the agent's own slice (a host
+      // named explicitly gets one: see QemuDriverOptions.cgroupTag).
       const dir = join(dataDir, 'agent', 'instances');
-      const root = cgroupRoot();
+      const root = cgroupRoot(host);
       if (existsSync(dir)) for (const id of readdirSync(dir)) await removeCgroup(guestCgroup(root, id));
+      await removeCgroup(root);
       if (existsSync(layoutFile(dataDir))) await dataplaneFor(readLayout(dataDir)).purge();
     },
   };

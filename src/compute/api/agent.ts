@@ -49,6 +49,19 @@ const Observed = Type.Object({
     result: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
   })),
   event: Type.Optional(Type.String({ maxLength: 255 })),
+  migration: Type.Optional(Type.Object({
+    id: Type.String({ minLength: 1, maxLength: 64 }),
+    state: Type.Union([Type.Literal('prepared'), Type.Literal('running'), Type.Literal('completed'), Type.Literal('finished'),
+      Type.Literal('failed'), Type.Literal('aborted')]),
+    target: Type.Optional(Type.Object({ uri: Type.String({ maxLength: 512 }), diskUri: Type.String({ maxLength: 512 }) })),
+    progress: Type.Optional(Type.Object({
+      phase: Type.Union([Type.Literal('disk'), Type.Literal('memory'), Type.Literal('switchover'), Type.Literal('done')]),
+      diskDone: Type.Optional(Type.Number({ minimum: 0 })), diskTotal: Type.Optional(Type.Number({ minimum: 0 })),
+      memoryDone: Type.Optional(Type.Number({ minimum: 0 })), memoryTotal: Type.Optional(Type.Number({ minimum: 0 })),
+    })),
+    error: Type.Optional(Type.String({ maxLength: 4096 })),
+    downtimeMs: Type.Optional(Type.Number({ minimum: 0 })),
+  })),
 });
 
 const Report = Type.Object({ instances: Type.Array(Observed, { maxItems: 10_000 }) }, { additionalProperties: false });

@@ -16,8 +16,9 @@ export interface PlacementLike {
   }>;
   claim(consumer: string, allocations: Record<string, Record<string, number>>, owner: { projectId: string; userId: string }): Promise<boolean>;
   deleteAllocations(consumer: string): Promise<void>;
-  /** Moves everything `from` holds to `to`, atomically (a move's source allocation ↔ its migration record). */
+  /** Moves all of `from`'s allocations to `to` atomically (migrations hold the source this way). */
   moveAllocations(from: string, to: string, opts?: { consumerType?: string }): Promise<void>;
+  getAllocations(consumer: string): Promise<{ allocations: Record<string, { resources: Record<string, number> }> }>;
 }
 
 export interface SchedulerConfig {

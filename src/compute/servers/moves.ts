@@ -21,7 +21,7 @@ import type { ServerGroupService } from '../server-groups.js';
 import { closeAction } from './actions.js';
 import type { ServerNetworking, ServerNic } from './networking.js';
 import type { InstanceApi, InstanceLike } from './ports.js';
-import { groupContext, type ReconcilerDeps } from './reconciler.js';
+import { groupRequest, type ReconcilerDeps } from './reconciler.js';
 import type { Caller, ServerService } from './service.js';
 import type { FlavorSnapshot, MoveTask, ServerRecord } from './store.js';
 import { endTask } from './tasks.js';
@@ -56,7 +56,7 @@ export class ServerMoves {
         serverId: s.id, projectId: s.projectId, userId: s.userId, resources: resources(flavor),
         flavorExtraSpecs: flavor.extraSpecs, imageProperties: s.request.imageProperties,
         zone: s.requestedAz ?? undefined, triedHosts: [s.host!], requestedHost,
-        ...(await groupContext({ groups: d.groups, store: d.servers.store }, s)),
+        ...(await groupRequest({ groups: d.groups, store: d.servers.store }, s)),
       });
     } catch (e) {
       decision = { error: (e as Error).message };

@@ -10,6 +10,7 @@ import type { PlacementLike } from '../scheduler/index.js';
 import type { MigrationService } from '../migrations/service.js';
 import type { ServerMoves } from './moves.js';
 import { closeAction } from './actions.js';
+import { LiveMigrationOps } from './live-migration.js';
 import type { ImageLookup, InstanceApi } from './ports.js';
 import type { Caller, ServerService } from './service.js';
 import type { FlavorSnapshot, ServerRecord } from './store.js';
@@ -21,13 +22,18 @@ const NOVA_ACTION: Record<PowerOp, string> = {
 };
 
 export class ServerOperations {
+  /** os-migrateLive and its abort (live-migration.ts). */
+  readonly live: LiveMigrationOps;
+
   constructor(
     private readonly servers: ServerService,
     private readonly d: {
       instances: InstanceApi; flavors: FlavorService; quotas: QuotaService; placement: PlacementLike;
       hosts: HostDirectory; images: () => ImageLookup; migrations: MigrationService; moves: ServerMoves;
     },
-  ) {}
+  ) {
+    this.live = new LiveMigrationOps(servers, d);
+  }
 
   async power(c: Caller, id: string, op: PowerOp): Promise<void> {
     const s = await this.built(c, id, op);

@@ -58,10 +58,30 @@ export interface InstanceApi {
   /** Interface attach/detach (the NICs the agent gives the guest). */
   setNics?(id: string, nics: { id: string; mac: string; tap: string; mtu?: number }[]): Promise<InstanceLike>;
   getNics?(id: string): Promise<{ id: string; mac: string; tap: string; mtu?: number }[]>;
+  /** Live migrations at the agents' level (compute's instance-moves.ts). */
+  moves?: MovesLike;
   /** Serial console bytes read by the host's agent (negative offset: the last -offset bytes). */
   consoleOutput(id: string, opts: { offset?: number; maxBytes?: number }): Promise<{ text: string; next: number; size: number }>;
   /** Where the guest's VNC server listens, asked of its host agent (remote consoles). */
   vncAddress?(id: string): Promise<{ unixSocket: string } | { host: string; port: number } | undefined>;
+}
+
+/** A live migration between two hosts as compute's instance service drives it. */
+export interface MoveLike {
+  migrationId: string;
+  source: string;
+  dest: string;
+  phase: 'preparing' | 'migrating' | 'aborting' | 'finishing' | 'done' | 'failed' | 'aborted';
+  progress: { phase: string; diskDone?: number; diskTotal?: number; memoryDone?: number; memoryTotal?: number } | null;
+  error: string | null;
+  destDone: boolean;
+  updatedAt: string;
+}
+
+export interface MovesLike {
+  start(instanceId: string, opts: { migrationId: string; dest: string }): Promise<MoveLike>;
+  abort(instanceId: string): Promise<MoveLike>;
+  get(instanceId: string): Promise<MoveLike | undefined>;
 }
 
 export interface ImageInfo {

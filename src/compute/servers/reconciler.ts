@@ -9,6 +9,8 @@ import type { AggregateService } from '../aggregates.js';
 import type { Scheduler, PlacementLike } from '../scheduler/index.js';
 import type { ServerGroupService } from '../server-groups.js';
 import type { MigrationService } from '../migrations/service.js';
+import type { HostDirectory } from '../hosts.js';
+import { liveMigrationStep } from './live-migration.js';
 import { closeAction, openActions, type ActionLog } from './actions.js';
 import type { ImageLookup, InstanceApi, InstanceLike } from './ports.js';
 import type { ServerNetworking } from './networking.js';
@@ -24,6 +26,7 @@ export interface ReconcilerDeps {
   groups: ServerGroupService;
   aggregates: AggregateService;
   migrations: MigrationService;
+  hosts: HostDirectory;
   log: Logger;
   /** Hosts tried per build before ERROR (Nova's max_attempts). */
   maxAttempts: number;
@@ -91,6 +94,7 @@ export class ServerReconciler {
     if (s.task?.type === 'delete') return this.deleteStep(s);
     if (s.vmState === 'building') return this.buildStep(s);
     const inst = await this.d.instances.getInstance(id);
+    if (s.task?.type === 'live-migration') return liveMigrationStep(this.d, s);
     if (s.task) return taskStep(this.d, s, inst, () => this.kick(id));
     if (inst) await this.settleActions(s, inst);
   }
@@ -111,7 +115,7 @@ export class ServerReconciler {
         resources: { VCPU: s.flavor.vcpus, MEMORY_MB: s.flavor.ram, DISK_GB: Math.max(s.flavor.disk, 1) },
         flavorExtraSpecs: s.flavor.extraSpecs, imageProperties: s.request.imageProperties,
         zone: s.requestedAz ?? undefined, triedHosts: s.request.triedHosts, forcedHost: s.request.forcedHost,
-        ...(await groupContext(d, s)),
+        ...(await groupRequest(d, s)),
       });
       const now = await d.store.get(s.id);
       if (!now || now.deleted || now.task?.type === 'delete') { await d.placement.deleteAllocations(s.id); return; }
@@ -214,6 +218,10 @@ export class ServerReconciler {
     }
   }
 
+  private groupOf(s: ServerRecord) {
+    return groupRequest(this.d, s);
+  }
+
   private async fail(s: ServerRecord, message: string, code = 500): Promise<void> {
     s.vmState = 'error';
     s.taskState = null;
@@ -235,13 +243,14 @@ export class ServerReconciler {
   }
 }
 
-/** The server's group as the scheduler needs it: policy and where the other members run. */
-export async function groupContext(d: { groups: ServerGroupService; store: ServerStore }, s: ServerRecord) {
+/** The scheduler's view of the server's group: its policy and where the other members run. */
+export async function groupRequest(d: Pick<ReconcilerDeps, 'groups' | 'store'>, s: ServerRecord) {
   if (!s.request.groupId) return {};
   const g = await d.groups.get(s.request.groupId).catch(() => undefined);
   if (!g) return {};
+  const others = g.members.filter((m) => m !== s.id);
   const hosts: string[] = [];
-  for (const m of g.members.filter((x) => x !== s.id)) {
+  for (const m of others) {
     const o = await d.store.get(m);
     if (o?.host && !o.deleted) hosts.push(o.host);
   }

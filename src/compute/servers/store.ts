@@ -36,6 +36,7 @@ export type ServerTask =
   | { type: 'rebuild'; step: 'deleting' | 'creating'; imageId: string; actionId: string; power: 'running' | 'shutoff' }
   | { type: 'snapshot'; step: 'snapshotting' | 'uploading'; imageId: string; name: string; actionId: string; agentTaskId?: string }
   | { type: 'delete'; actionId: string }
+  | import('./live-migration.js').LiveMigrationTask
   | MoveTask
   | { type: 'confirm-move'; migrationId: string; actionId: string }
   | { type: 'revert-move'; migrationId: string; actionId: string; source: string; power: 'running' | 'shutoff' };

@@ -40,12 +40,15 @@ export async function waitGone(pid: number, id: string, timeoutMs: number): Prom
 
 // --- cgroups -------------------------------------------------------------------------------
 
-/** Where guest cgroups go: a `stratus` group under the cgroup v2 hierarchy, when it is writable. */
-export function cgroupRoot(): string | undefined {
+/**
+ * Where guest cgroups go: a `stratus` group under the cgroup v2 hierarchy, when it is writable;
+ * with a `tag` (an agent sharing the machine with others), its own `host-TAG.slice` inside it.
+ */
+export function cgroupRoot(tag?: string): string | undefined {
   const candidates = ['/sys/fs/cgroup', '/sys/fs/cgroup/unified'];
   for (const base of candidates) {
     if (!existsSync(join(base, 'cgroup.procs')) || !existsSync(join(base, 'cgroup.max.depth'))) continue;
-    const root = join(base, 'stratus.slice');
+    const root = join(base, 'stratus.slice', ...(tag ? [`host-${tag.replace(/[^A-Za-z0-9_.-]/g, '_')}.slice`] : []));
     try {
       mkdirSync(root, { recursive: true });
       return root;
@@ -60,18 +63,9 @@ export function guestCgroup(root: string | undefined, id: string): string | unde
   return root ? join(root, `instance-${id}.scope`) : undefined;
 }
 
-/**
- * Kills every process left in the guest's cgroup and removes it — unless `foreign` says one of
- * them belongs to someone else: the same guest id run by another agent on this machine (two test
- * hosts during a migration share the cgroup name), which is left alone.
- */
-export async function removeCgroup(dir: string | undefined, foreign?: (pid: number) => boolean): Promise<void> {
+/** Kills every process left in the guest's cgroup and removes it. */
+export async function removeCgroup(dir: string | undefined): Promise<void> {
   if (!dir || !existsSync(dir)) return;
-  if (foreign) {
-    let pids: number[] = [];
-    try { pids = readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number); } catch { /* gone */ }
-    if (pids.some(foreign)) return;
-  }
   try { writeFileSync(join(dir, 'cgroup.kill'), '1'); } catch { /* older kernels: pids are killed by the caller */ }
   for (let i = 0; i < 50; i++) {
     try {
