@@ -231,7 +231,10 @@ export class Reconciler {
       }
     }
     this.save(d.id, rec);
-    const o = this.observation(d, await driver.getInfo(d.id));
+    // This pass is done: busy only if another one is already queued (a newer desired state).
+    // Counting this pass as busy held ACTIVE (and every action's end) back until observe()'s
+    // next tick, up to 2 s later.
+    const o = this.observation(d, await driver.getInfo(d.id), { finishing: true });
     if (o) await this.send([o]);
   }
 
@@ -334,7 +337,7 @@ export class Reconciler {
     throw new Error(`could not bring the guest to ${target}`);
   }
 
-  private observation(d: DesiredInstance, info: InstanceInfo | undefined): ObservedInstance | undefined {
+  private observation(d: DesiredInstance, info: InstanceInfo | undefined, opts: { finishing?: boolean } = {}): ObservedInstance | undefined {
     if (d.deleted && !info) return { id: d.id, powerState: 'deleted', observedGeneration: d.generation };
     const rec = this.load(d.id);
     if (!info) {
@@ -344,7 +347,7 @@ export class Reconciler {
     }
     return {
       id: d.id, powerState: info.powerState, ...(info.pid ? { pid: info.pid } : {}), diskBytes: info.diskBytes,
-      observedGeneration: rec.appliedGeneration, busy: !!info.busy || this.running.has(d.id) || !!rec.resumeOnStart, fault: rec.fault,
+      observedGeneration: rec.appliedGeneration, busy: !!info.busy || (opts.finishing ? this.dirty.has(d.id) : this.running.has(d.id)) || !!rec.resumeOnStart, fault: rec.fault,
       // Repeated until the controller stops asking for the task (it has recorded the result).
       ...(rec.taskResult && d.task?.id === rec.taskResult.taskId ? { taskResult: rec.taskResult } : {}),
       ...(rec.migration && d.migration?.id === rec.migration.id ? { migration: rec.migration } : {}),

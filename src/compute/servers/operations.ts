@@ -212,10 +212,7 @@ export class ServerOperations {
     const s = await this.servers.get(c, id);
     if (s.vmState === 'building' || s.vmState === 'error' || !s.host) throw conflict(`Instance ${id} is not ready: it has no console yet.`);
     const { text } = await this.d.instances.consoleOutput(id, { offset: -1024 * 1024, maxBytes: 1024 * 1024 });
-    if (lines === null) return text;
-    const all = text.split('\n');
-    if (all[all.length - 1] === '') all.pop();
-    return all.slice(Math.max(0, all.length - lines)).join('\n') + (all.length && lines > 0 ? '\n' : '');
+    return lines === null ? text : tailLines(text, lines);
   }
 
   /** A built server, not locked against the caller, with no operation in progress. */
@@ -259,4 +256,12 @@ export class ServerOperations {
     // The flavor before the last resize is kept in the server's request (set when the resize finished).
     return s.request.previousFlavor ? { oldFlavor: s.request.previousFlavor } : undefined;
   }
+}
+
+/**
+ * Nova's console tail: the last `lines` pieces of the text split on newlines (a final newline
+ * counts as an empty last piece), so the answer always splits into at most `lines` pieces.
+ */
+export function tailLines(text: string, lines: number): string {
+  return lines === 0 ? '' : text.split('\n').slice(-lines).join('\n');
 }

@@ -148,6 +148,16 @@ export class ServerStore {
     for (const tag of s.tags) await tx.insertInto('compute_server_tags').values({ server_id: s.id, tag }).execute();
   }
 
+  /** Many servers in a few statements (imports, benches); chunked under the engines' parameter limits. */
+  async insertMany(servers: ServerRecord[], tx: Db = this.db): Promise<void> {
+    for (let i = 0; i < servers.length; i += 200) {
+      const chunk = servers.slice(i, i + 200);
+      if (chunk.length) await tx.insertInto('compute_servers').values(chunk.map(serverToRow)).execute();
+      const tags = chunk.flatMap((s) => [...new Set(s.tags)].map((tag) => ({ server_id: s.id, tag })));
+      if (tags.length) await tx.insertInto('compute_server_tags').values(tags).execute();
+    }
+  }
+
   async update(s: ServerRecord, tx: Db = this.db): Promise<void> {
     const { id, ...rest } = serverToRow(s);
     await tx.updateTable('compute_servers').set(rest).where('id', '=', id as string).execute();
