@@ -19,7 +19,7 @@ after(async () => { await tc?.stop(); });
 
 test('flavor sizes and quota values as digit strings; lists and bad strings refused', async () => {
   const ok = await api(tc.url, 'POST', `${V}/flavors`, { token: admin, body: { flavor: {
-    name: 'strram', ram: '1024', vcpus: '2', disk: '0', 'OS-FLV-EXT-DATA:ephemeral': '1', swap: '', rxtx_factor: '1.5',
+    name: 'strram', ram: '1024', vcpus: '2', disk: '0', 'OS-FLV-EXT-DATA:ephemeral': '1', swap: '', rxtx_factor: 1.5,
     'os-flavor-access:is_public': 'True' } } });
   assert.equal(ok.status, 200, ok.text);
   assert.deepEqual([ok.body.flavor.ram, ok.body.flavor.vcpus, ok.body.flavor.disk, ok.body.flavor['OS-FLV-EXT-DATA:ephemeral'],

@@ -52,25 +52,10 @@ export function nextLink(deps: RouteDeps, path: string, query: Record<string, un
 export const NovaBool = Type.Union([Type.Boolean(),
   Type.String({ pattern: '^(True|TRUE|true|1|ON|On|on|YES|Yes|yes|False|FALSE|false|0|OFF|Off|off|NO|No|no)$' })]);
 
-/**
- * Nova's `parameter_types.positive_integer` / `non_negative_integer` in request bodies: a JSON
- * integer or a string of digits (`"ram": "1024"`). Bodies are validated without type coercion,
- * so the string form is accepted here on purpose; `novaInt` turns it into the number.
- */
-export const NovaInt = Type.Union([Type.Integer(), Type.String({ pattern: '^-?[0-9]+$', maxLength: 20 })]);
-/** Nova's `parameter_types.flavor_param_positive`-style decimals (rxtx_factor): a number or a decimal string. */
-export const NovaNumber = Type.Union([Type.Number(), Type.String({ pattern: '^([0-9]+\\.?[0-9]*|\\.[0-9]+)$', maxLength: 40 })]);
-
-/** The number of a NovaInt / NovaNumber field, with Nova's bound messages (a string skips the schema's bounds). */
-export function novaNumber(field: string, v: number | string, o: { minimum?: number; maximum?: number; integer?: boolean } = {}): number {
-  const n = typeof v === 'number' ? v : Number(v);
-  if (!Number.isFinite(n) || (o.integer !== false && !Number.isSafeInteger(n))) {
-    throw badRequest(`Invalid input for field/attribute ${field}. Value: ${v}. '${v}' is not of type 'integer'`);
-  }
-  if (o.minimum !== undefined && n < o.minimum) throw badRequest(`Invalid input for field/attribute ${field}. Value: ${v}. ${n} is less than the minimum of ${o.minimum}`);
-  if (o.maximum !== undefined && n > o.maximum) throw badRequest(`Invalid input for field/attribute ${field}. Value: ${v}. ${n} is greater than the maximum of ${o.maximum}`);
-  return n;
-}
+/** Nova's `flavor_param`-style integers in bodies: a JSON integer or a string of digits (bodies are not coerced). */
+export const NovaInt = (minimum: number) => Type.Union([Type.Integer({ minimum }), Type.String({ pattern: '^[0-9]+$' })]);
+export const novaInt = <T extends number | string | undefined>(v: T): T extends undefined ? number | undefined : number =>
+  (v === undefined ? undefined : Number(v)) as never;
 
 /** Nova's lenient boolean query parsing ('1', 'true', 'yes', 'on' ...); undefined when absent. */
 export function boolParam(name: string, v: unknown): boolean | undefined {

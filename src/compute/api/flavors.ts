@@ -6,23 +6,18 @@ import type { App } from '../../core/http.js';
 import { badRequest, notFound } from '../../core/errors.js';
 import type { Flavor, FlavorService } from '../flavors.js';
 import { atLeast } from './microversion.js';
-import { allow, boolParam, caller, NovaBool, NovaInt, NovaNumber, novaNumber, intParam, lastOf, links, oneOf, type Query, type RouteDeps } from './common.js';
-
-const POSITIVE = { minimum: 1, maximum: 2147483647 };
-const NON_NEGATIVE = { minimum: 0, maximum: 2147483647 };
-const optNumber = (field: string, v: number | string | undefined) => (v === undefined ? undefined : novaNumber(field, v, NON_NEGATIVE));
+import { allow, boolParam, caller, NovaBool, NovaInt, novaInt, intParam, lastOf, links, oneOf, type Query, type RouteDeps } from './common.js';
 
 const FlavorCreate = Type.Object({
   flavor: Type.Object({
     name: Type.String({ minLength: 1, maxLength: 255 }),
-    // Nova takes these numbers as digit strings too ("ram": "1024"); see novaNumber below.
-    ram: NovaInt,
-    vcpus: NovaInt,
-    disk: NovaInt,
+    ram: NovaInt(1),
+    vcpus: NovaInt(1),
+    disk: NovaInt(0),
     id: Type.Optional(Type.Union([Type.String({ minLength: 1, maxLength: 255 }), Type.Null()])),
-    'OS-FLV-EXT-DATA:ephemeral': Type.Optional(NovaInt),
-    swap: Type.Optional(Type.Union([NovaInt, Type.Literal('')])),
-    rxtx_factor: Type.Optional(NovaNumber),
+    'OS-FLV-EXT-DATA:ephemeral': Type.Optional(NovaInt(0)),
+    swap: Type.Optional(Type.Union([NovaInt(0), Type.Literal('')])),
+    rxtx_factor: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
     'os-flavor-access:is_public': Type.Optional(NovaBool),
     description: Type.Optional(Type.Union([Type.String({ maxLength: 65535 }), Type.Null()])),
   }, { additionalProperties: false }),
@@ -106,10 +101,8 @@ export function registerFlavorRoutes(app: App, deps: RouteDeps, flavors: FlavorS
       throw badRequest("Invalid input for field/attribute flavor. Additional properties are not allowed ('description' was unexpected)");
     }
     const f = await flavors.create({
-      id: b.id ?? undefined, name: b.name, ram: novaNumber('ram', b.ram, POSITIVE), vcpus: novaNumber('vcpus', b.vcpus, POSITIVE),
-      disk: novaNumber('disk', b.disk, NON_NEGATIVE), ephemeral: optNumber('OS-FLV-EXT-DATA:ephemeral', b['OS-FLV-EXT-DATA:ephemeral']),
-      swap: b.swap === '' ? 0 : optNumber('swap', b.swap),
-      rxtxFactor: b.rxtx_factor === undefined ? undefined : novaNumber('rxtx_factor', b.rxtx_factor, { minimum: Number.MIN_VALUE, integer: false }),
+      id: b.id ?? undefined, name: b.name, ram: novaInt(b.ram), vcpus: novaInt(b.vcpus), disk: novaInt(b.disk),
+      ephemeral: novaInt(b['OS-FLV-EXT-DATA:ephemeral']), swap: b.swap === '' ? 0 : novaInt(b.swap), rxtxFactor: b.rxtx_factor,
       isPublic: boolParam('os-flavor-access:is_public', b['os-flavor-access:is_public']), description: b.description,
     });
     return { flavor: flavorView(deps, req, f) };

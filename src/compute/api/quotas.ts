@@ -7,10 +7,10 @@ import type { IdentityModule } from '../../identity/index.js';
 import { NETWORK_PROXIED, QUOTA_RESOURCES, type QuotaService } from '../quotas.js';
 import type { ServerNetworking } from '../servers/networking.js';
 import { atLeast, MIN_VERSION } from './microversion.js';
-import { allow, boolParam, lastOf, NovaBool, NovaInt, novaNumber, type Query, type RouteDeps } from './common.js';
+import { allow, boolParam, lastOf, NovaBool, NovaInt, novaInt, type Query, type RouteDeps } from './common.js';
 
-const QUOTA_BOUNDS = { minimum: -1, maximum: 2147483647 };
-const QuotaValue = NovaInt;
+const QUOTA_MAX = 2147483647;
+const QuotaValue = NovaInt(-1);
 const QuotaUpdate = Type.Object({
   quota_set: Type.Object({
     ...Object.fromEntries(QUOTA_RESOURCES.map((r) => [r.api, Type.Optional(QuotaValue)])),
@@ -69,7 +69,9 @@ export function registerQuotaRoutes(app: App, deps: RouteDeps, quotas: QuotaServ
     const values: Record<string, number> = {};
     for (const [k, v] of Object.entries(given)) {
       if (!shownNames.has(k)) throw badRequest(`Invalid input for field/attribute quota_set. Additional properties are not allowed ('${k}' was unexpected)`);
-      values[k] = novaNumber(k, v as number | string, QUOTA_BOUNDS);
+      const n = novaInt(v as number | string);
+      if (n > QUOTA_MAX) throw badRequest(`Invalid input for field/attribute ${k}. Value: ${v}. ${n} is greater than the maximum of ${QUOTA_MAX}`);
+      values[k] = n;
     }
     await quotas.update(project, values, force !== undefined && boolParam('force', force) === true);
     return { quota_set: pick(req, await quotas.limits(project)) };
