@@ -57,6 +57,7 @@ export async function fillServers(cloud: Cloud, who: Caller, have: number, targe
         ramMb: flavor.ram, diskGb: flavor.disk, keys: [], hostname: `bench-${n}`, metadata: {}, nics: [], desiredPower: 'running',
         deleted: false, task: null, taskState: null, generation: 1, powerState: 'running', observedGeneration: 1, pid: null,
         diskBytes: null, busy: false, fault: null, lastTaskResult: null, lastEvent: null, observedAt: now, createdAt: now, updatedAt: now,
+        peer: null, diskSource: null,
       });
     }
     await store.db.transaction().execute(async (tx) => {

@@ -36,7 +36,31 @@ export type ServerTask =
   | { type: 'rebuild'; step: 'deleting' | 'creating'; imageId: string; actionId: string; power: 'running' | 'shutoff' }
   | { type: 'snapshot'; step: 'snapshotting' | 'uploading'; imageId: string; name: string; actionId: string; agentTaskId?: string }
   | { type: 'delete'; actionId: string }
-  | import('./live-migration.js').LiveMigrationTask;
+  | import('./live-migration.js').LiveMigrationTask
+  | MoveTask
+  | { type: 'confirm-move'; migrationId: string; actionId: string }
+  | { type: 'revert-move'; migrationId: string; actionId: string; source: string; power: 'running' | 'shutoff' };
+
+/**
+ * A cold migration or resize to another host (servers/moves.ts): stop → the source uploads the
+ * disk (exporting) → the destination spawns from it (spawning) → VERIFY_RESIZE; any failure rolls
+ * back (the source's copy is the server again).
+ */
+export interface MoveTask {
+  type: 'move';
+  kind: 'migration' | 'resize';
+  step: 'stopping' | 'exporting' | 'spawning' | 'rollback';
+  migrationId: string;
+  source: string;
+  dest: string;
+  newFlavor: FlavorSnapshot;
+  oldFlavor: FlavorSnapshot;
+  wasRunning: boolean;
+  actionId: string;
+  agentTaskId?: string;
+  /** Why the move is being rolled back. */
+  error?: string;
+}
 
 export interface ServerRecord {
   id: string;
