@@ -1,7 +1,7 @@
 // Tables of the compute service (compute_*). Conventions: src/core/db.ts.
 import type { Kysely } from 'kysely';
 import type { ServiceMigrations } from '../core/db.js';
-import { instanceMovesMigration } from './instance-moves.js';
+import { instanceMovesForceMigration, instanceMovesMigration } from './instance-moves.js';
 
 export const computeMigrations: ServiceMigrations = {
   '0001_hosts_instances': {
@@ -76,4 +76,5 @@ export const computeMigrations: ServiceMigrations = {
   },
   // Live migrations in progress, at the agents' level (instance-moves.ts).
   '0003_instance_moves': instanceMovesMigration,
+  '0004_instance_moves_force_complete': instanceMovesForceMigration,
 };

@@ -146,7 +146,16 @@ test('a move: the source is held under the migration until done, then only the d
   const listed = (await api(tc.url, 'GET', `${V}/servers/${id}/migrations`, { token: admin, headers: mv('2.80') })).body.migrations;
   assert.equal(listed.length, 1);
   assert.equal(listed[0].status, 'preparing');
+  const force = (v: string) => api(tc.url, 'POST', `${V}/servers/${id}/migrations/${listed[0].id}/action`, { token: admin, body: { force_complete: null }, headers: mv(v) });
+  assert.equal((await force('2.22')).status, 400, 'nothing to force before memory is being copied');
+  // The destination prepares; the source holds on (it would copy memory now): force it to complete.
+  const a = agents.find((x) => x.host === 'lmf-a')!;
+  a.paused = true;
   b.paused = false;
+  await until('copying', async () => (await records(id))[0].status === 'running', 30_000);
+  assert.equal((await force('2.21')).status, 404, 'force_complete needs 2.22');
+  assert.equal((await force('2.22')).status, 202);
+  a.paused = false;
   const s = await settled(id);
   assert.equal(s.status, 'ACTIVE');
   assert.equal(s['OS-EXT-SRV-ATTR:host'], 'lmf-b');
@@ -157,7 +166,9 @@ test('a move: the source is held under the migration until done, then only the d
   assert.deepEqual(await allocHosts(done.uuid), []);
   assert.equal((await api(tc.url, 'GET', `${V}/servers/${id}/migrations`, { token: admin, headers: mv('2.23') })).body.migrations.length, 0);
   await until('source leftovers gone', () => !agents[0]!.driver.guests.has(id), 10_000);
-  assert.equal(agents[1]!.driver.guests.get(id)?.state, 'running');
+  assert.ok(a.driver.calls.includes(`forceComplete ${id}`), 'the source paused the guest to finish');
+  // It arrived paused and was resumed: the server is meant to run.
+  await until('running on lmf-b', () => agents[1]!.driver.guests.get(id)?.state === 'running', 10_000);
   assert.equal((await api(tc.url, 'DELETE', `${V}/servers/${id}`, { token: admin })).status, 204);
 });
 

@@ -104,6 +104,16 @@ export class LiveMigrationOps {
     this.servers.kick(id);
   }
 
+  /** POST /servers/{id}/migrations/{mid}/action force_complete: the source pauses the guest so the copy converges. */
+  async forceComplete(c: Caller, id: string, mid: string): Promise<void> {
+    const { m } = await this.current(c, id, mid);
+    const move = await this.d.instances.moves!.get(id);
+    if (m.status !== 'running' || move?.migrationId !== m.uuid || move.phase !== 'migrating') {
+      throw badRequest(`Migration ${mid} state of instance ${id} is ${m.status}. Cannot force_complete while the migration is in this state.`);
+    }
+    await this.d.instances.moves!.forceComplete(id);
+  }
+
   private async current(c: Caller, id: string, mid: string): Promise<{ s: ServerRecord; m: MigrationRecord }> {
     const s = await this.servers.get(c, id);
     const m = /^\d+$/.test(mid) ? await this.d.migrations.get(Number(mid)) : undefined;
