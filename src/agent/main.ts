@@ -56,7 +56,7 @@ export function agentDirs(dataDir: string) {
   const root = join(dataDir, 'agent');
   return {
     root, instances: join(root, 'instances'), images: join(root, 'images'), state: join(root, 'state'),
-    snapshots: join(root, 'snapshots'), pid: join(root, 'agent.pid'),
+    snapshots: join(root, 'snapshots'), transfers: join(root, 'transfers'), pid: join(root, 'agent.pid'),
   };
 }
 
@@ -70,7 +70,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
   const log = o.log ?? createLogger(process.env.STRATUS_LOG_LEVEL ?? 'info', 'stratus-agent');
   const dirs = agentDirs(o.dataDir);
-  for (const d of [dirs.instances, dirs.images, dirs.state, dirs.snapshots]) mkdirSync(d, { recursive: true, mode: 0o700 });
+  for (const d of [dirs.instances, dirs.images, dirs.state, dirs.snapshots, dirs.transfers]) mkdirSync(d, { recursive: true, mode: 0o700 });
   claimPidFile(dirs.pid);
   const host = o.hostName ?? hostname();
 
@@ -102,6 +102,11 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
     ensureImage: (id) => images.ensure(id),
     report: (instances) => client.report(instances),
     powerOffTimeoutSec: o.powerOffTimeoutSec,
+    transfers: {
+      dir: dirs.transfers,
+      upload: (id, migrationId, path) => client.putDisk(id, migrationId, path),
+      download: (id, disk, dest) => client.getDisk(id, dest, disk.sha256),
+    },
     migrationListen: o.migrationListen,
   });
 

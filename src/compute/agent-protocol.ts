@@ -7,7 +7,16 @@ export type ObservedPower = 'running' | 'paused' | 'suspended' | 'shutdown' | 'c
 /** A one-shot action; done once per id (the agent remembers the ids it completed). */
 export type AgentTask =
   | { id: string; type: 'reboot'; kind: 'soft' | 'hard' }
-  | { id: string; type: 'snapshot'; imageId: string; name: string };
+  | { id: string; type: 'snapshot'; imageId: string; name: string }
+  /** Cold migration: upload the stopped guest's root disk (flattened) to the controller. */
+  | { id: string; type: 'export-disk'; migrationId: string };
+
+/** A root disk moved from another host, fetched from the controller instead of built from the image. */
+export interface DiskSource {
+  migrationId: string;
+  sha256: string;
+  sizeBytes: number;
+}
 
 /** Where a prepared destination waits: QEMU's migration URI and the NBD export of its root disk. */
 export interface MigrationTarget { uri: string; diskUri: string }
@@ -55,6 +64,8 @@ export interface DesiredInstance {
   /** Empty until the networking issue wires ports to taps. */
   nics: { id: string; mac: string; tap: string; mtu?: number }[];
   task?: AgentTask;
+  /** Spawn from this moved disk (GET .../instances/{id}/disk) instead of the image. */
+  disk?: DiskSource;
   migration?: DesiredMigration;
 }
 

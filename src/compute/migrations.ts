@@ -76,5 +76,20 @@ export const computeMigrations: ServiceMigrations = {
   },
   // Live migrations in progress, at the agents' level (instance-moves.ts).
   '0003_instance_moves': instanceMovesMigration,
-  '0004_instance_moves_force_complete': instanceMovesForceMigration,
+  // Moves between hosts: the instance's second copy (the source during a cold migration, the
+  // destination being deleted after a revert) and where a moved root disk comes from.
+  '0004_instance_peer': {
+    async up(db: Kysely<any>) {
+      await db.schema.alterTable('compute_instances').addColumn('peer_host', 'text').execute();
+      await db.schema.alterTable('compute_instances').addColumn('peer', 'text').execute();
+      await db.schema.alterTable('compute_instances').addColumn('disk_source', 'text').execute();
+      await db.schema.createIndex('compute_instances_peer_host').on('compute_instances').column('peer_host').execute();
+    },
+    async down(db: Kysely<any>) {
+      await db.schema.dropIndex('compute_instances_peer_host').execute();
+      for (const c of ['disk_source', 'peer', 'peer_host']) await db.schema.alterTable('compute_instances').dropColumn(c).execute();
+    },
+  },
+  // force_complete of a live migration (instance-moves.ts).
+  '0005_instance_moves_force_complete': instanceMovesForceMigration,
 };

@@ -16,6 +16,7 @@ import { QemuDriver } from '../../src/agent/hypervisor/qemu/driver.js';
 import { fakeHost } from './fake-agent.js';
 import { CHROMIUM, openPage } from '../helpers/browser.js';
 import { redactTokens } from '../../src/core/http.js';
+import { consoleConfig } from '../../src/compute/consoles/service.js';
 
 let tc: TestCloud;
 let agent: TestAgent | undefined;
@@ -169,6 +170,7 @@ test('noVNC console through the CLI and the proxy; policy, bad input, expiry, de
   // Stored hashed: the token itself is nowhere in the table.
   const rows = await tc.cloud.db.kysely.selectFrom('compute_console_tokens').selectAll().execute();
   assert.ok(rows.length >= 2 && rows.every((r) => !Object.values(r).includes(token)));
+  assert.ok(rows.every((r) => Date.parse(r.expires_at) - Date.parse(r.created_at) === 600_000), 'default TTL: 10 minutes');
 
   // os-console-auth-tokens (admins; details of VNC consoles from 2.31).
   const info = await api(tc.url, 'GET', `/compute/v2.1/os-console-auth-tokens/${token}`, { token: adminToken, headers: mv('2.31') });
@@ -265,4 +267,13 @@ test('remote agent case: the guest\'s VNC server on TCP (--console-listen), reac
     if (id) await drv.destroy(id);
     await host.stop();
   }
+});
+
+test('console settings: compute.console in stratus.yaml over the defaults', () => {
+  assert.deepEqual(consoleConfig(undefined), { tokenTtlSec: 600, proxyBaseUrl: undefined, novncDir: '/usr/share/novnc', allowedOrigins: [] });
+  const c = consoleConfig({ console: { tokenTtlSec: 30, proxyBaseUrl: 'https://cloud.example/compute/console/', allowedOrigins: ['dash.example:8443'] } });
+  assert.equal(c.tokenTtlSec, 30);
+  assert.equal(c.proxyBaseUrl, 'https://cloud.example/compute/console');
+  assert.deepEqual(c.allowedOrigins, ['dash.example:8443']);
+  assert.equal(consoleConfig({ console: { tokenTtlSec: -1 } }).tokenTtlSec, 600, 'a bad TTL falls back to the default');
 });

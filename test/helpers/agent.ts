@@ -38,7 +38,9 @@ export function serveTestImage(tc: TestCloud): void {
 
 /**
  * `dataDir` (default: the cloud's) must differ for a second agent of the same cloud: an agent
- * claims DATA_DIR/agent (pid file, metadata socket, network layout). Its token stays the cloud's.
+ * claims DATA_DIR/agent (pid file, metadata socket, network layout), and the same guest on two
+ * hosts (a migration) must not share an instance directory. Its token stays the cloud's. Keep it
+ * short: QMP/VNC socket paths under it must stay below the 108-byte unix socket limit.
  */
 export function testAgent(tc: TestCloud, opts: { host?: string; args?: string[]; dataDir?: string } = {}): TestAgent {
   const host = opts.host ?? `test-host-${Math.random().toString(36).slice(2, 8)}`;

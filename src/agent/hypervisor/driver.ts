@@ -125,8 +125,12 @@ export interface HypervisorDriver {
   readonly hypervisorType: 'QEMU' | 'fake';
   readonly accelerator: 'KVM' | 'TCG';
 
-  /** Creates the guest's files (overlay disk on `image`, config drive) and starts it unless `start` is false. */
-  spawn(spec: InstanceSpec, image: BaseImage, configDrive: ConfigDriveSpec | undefined, opts?: { start?: boolean }): Promise<void>;
+  /**
+   * Creates the guest's files (overlay disk on `image`, config drive) and starts it unless `start`
+   * is false. With `disk`, that file (a moved guest's disk, qcow2) becomes the root disk instead —
+   * moved in, grown to the spec's size — and `image` may be null.
+   */
+  spawn(spec: InstanceSpec, image: BaseImage | null, configDrive: ConfigDriveSpec | undefined, opts?: { start?: boolean; disk?: string }): Promise<void>;
   /** Stops the process (hard) and removes every file and socket of the guest. Missing guest: no-op. */
   destroy(id: string): Promise<void>;
   powerOn(id: string): Promise<void>;

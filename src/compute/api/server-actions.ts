@@ -119,7 +119,15 @@ export function registerServerActionRoutes(app: App, d: ServerRouteDeps, ops: Se
         return { code: 200, body: { output: await ops.consoleOutput(c, id, lines) } };
       },
       ...legacyConsoleActions(d, req, s),
-      migrate: async () => { check('os_compute_api:os-migrate-server:migrate'); throw notImplemented('Cold migration is not supported yet.'); },
+      migrate: async (a) => {
+        check('os_compute_api:os-migrate-server:migrate');
+        const host = obj(a).host;
+        if (host !== undefined && host !== null && (!atLeast(req, 56) || typeof host !== 'string' || !host || host.length > 255)) {
+          throw badRequest('Invalid input for field/attribute host (a host name, microversion 2.56+).');
+        }
+        await ops.migrate(c, id, (host ?? undefined) as string | undefined);
+        return { code: 202 };
+      },
       'os-migrateLive': async (a) => {
         check('os_compute_api:os-migrate-server:migrate_live');
         await ops.live.start(c, id, parseMigrateLive(req, a)); return { code: 202 };

@@ -36,6 +36,8 @@ export interface ReconcilerDeps {
   sweepMs: number;
   images?: () => ImageLookup;
   network?: () => ServerNetworking | undefined;
+  /** Moves between hosts (cold migration, resize elsewhere). */
+  moves?: import('./moves.js').ServerMoves;
 }
 
 export class ServerReconciler {
@@ -113,7 +115,7 @@ export class ServerReconciler {
         resources: { VCPU: s.flavor.vcpus, MEMORY_MB: s.flavor.ram, DISK_GB: Math.max(s.flavor.disk, 1) },
         flavorExtraSpecs: s.flavor.extraSpecs, imageProperties: s.request.imageProperties,
         zone: s.requestedAz ?? undefined, triedHosts: s.request.triedHosts, forcedHost: s.request.forcedHost,
-        ...(await this.groupOf(s)),
+        ...(await groupRequest(d, s)),
       });
       const now = await d.store.get(s.id);
       if (!now || now.deleted || now.task?.type === 'delete') { await d.placement.deleteAllocations(s.id); return; }
@@ -189,10 +191,12 @@ export class ServerReconciler {
     if (inst) { if (!inst.deleted) await d.instances.deleteInstance(s.id); return; }
     await d.network?.()?.release(s.id);
     await d.placement.deleteAllocations(s.id);
-    // A move in progress holds the source host under its migration record: released too.
+    // A move cut short (or waiting for confirm): its source allocation and staged disk go too.
     for (const m of await d.migrations.list({ instanceUuid: s.id, inProgress: true })) {
       await d.placement.deleteAllocations(m.uuid);
-      await d.migrations.update(m.uuid, { status: 'error', error: 'the server was deleted' });
+      await d.instances.discardTransfer(m.uuid);
+      const confirmed = m.status === 'finished' || m.status === 'confirming';
+      await d.migrations.update(m.uuid, confirmed ? { status: 'confirmed' } : { status: 'error', error: 'the server was deleted' });
     }
     await d.groups.removeMember(s.id);
     const actionId = s.task?.type === 'delete' ? s.task.actionId : undefined;

@@ -13,7 +13,9 @@ const incoming = new Map<string, { guest: FakeGuest; arrived: boolean }>();
 
 interface FakeGuest {
   spec: InstanceSpec;
-  image: BaseImage;
+  image: BaseImage | null;
+  /** The moved disk it was spawned from, if any. */
+  disk?: string;
   configDrive?: ConfigDriveSpec;
   state: PowerState;
   pid?: number;
@@ -31,9 +33,9 @@ export class FakeDriver implements HypervisorDriver {
   /** Make the next call of this method throw (tests of retries and faults). */
   failNext = new Map<string, string>();
 
-  async spawn(spec: InstanceSpec, image: BaseImage, configDrive: ConfigDriveSpec | undefined, opts: { start?: boolean } = {}): Promise<void> {
+  async spawn(spec: InstanceSpec, image: BaseImage | null, configDrive: ConfigDriveSpec | undefined, opts: { start?: boolean; disk?: string } = {}): Promise<void> {
     this.record('spawn', spec.id);
-    if (!this.guests.has(spec.id)) this.guests.set(spec.id, { spec: { ...spec }, image, configDrive, state: 'shutdown', console: '', boots: 0 });
+    if (!this.guests.has(spec.id)) this.guests.set(spec.id, { spec: { ...spec }, image, ...(opts.disk ? { disk: opts.disk } : {}), configDrive, state: 'shutdown', console: '', boots: 0 });
     if (opts.start !== false) await this.powerOn(spec.id);
   }
 

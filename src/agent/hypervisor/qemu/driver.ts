@@ -70,22 +70,32 @@ export class QemuDriver implements HypervisorDriver, GuestOps {
     return [this.binary, ...qemuArgs(spec, p, { accel: this.accelerator, hasConfigDrive: existsSync(p.configDrive), vncListen: this.o.vncListen, ...opts })];
   }
 
-  async spawn(spec: InstanceSpec, image: BaseImage, configDrive: ConfigDriveSpec | undefined, opts: { start?: boolean } = {}): Promise<void> {
+  async spawn(spec: InstanceSpec, image: BaseImage | null, configDrive: ConfigDriveSpec | undefined, opts: { start?: boolean; disk?: string } = {}): Promise<void> {
     const p = this.paths(spec.id);
     if (p.qmp.length > 100) throw new Error(`instance directory too deep for unix sockets: ${p.qmp}`);
     await this.locked(spec.id, async () => {
-      await this.createFiles(spec, image, configDrive);
+      await this.createFiles(spec, image, configDrive, opts.disk);
       if (opts.start !== false) await this.start(spec.id);
     });
   }
 
   /** The guest's directory, spec, overlay disk and config drive (each created once). */
-  async createFiles(spec: InstanceSpec, image: BaseImage, configDrive: ConfigDriveSpec | undefined): Promise<void> {
+  async createFiles(spec: InstanceSpec, image: BaseImage | null, configDrive: ConfigDriveSpec | undefined, disk?: string): Promise<void> {
     const p = this.paths(spec.id);
     const log = this.o.log.child({ instance: spec.id });
     mkdirSync(p.dir, { recursive: true, mode: 0o700 });
     writeAtomic(p.spec, JSON.stringify(spec, null, 2));
+    if (!existsSync(p.disk) && disk) {
+      // A moved guest's own disk (cold migration), grown to the spec's size.
+      const info = JSON.parse(await run('qemu-img', ['info', '--output=json', disk])) as { 'virtual-size': number; format: string };
+      if (info.format !== 'qcow2') throw new Error(`a moved disk must be qcow2, not ${info.format}`);
+      const want = spec.diskGb * 1024 ** 3;
+      if (want > info['virtual-size']) await run('qemu-img', ['resize', '-q', disk, String(want)]);
+      renameSync(disk, p.disk);
+      log.info({ virtualSize: Math.max(want, info['virtual-size']) }, 'imported moved disk');
+    }
     if (!existsSync(p.disk)) {
+      if (!image) throw new Error(`guest ${spec.id} has no disk and no image to make one from`);
       const part = `${p.disk}.part`;
       const size = await this.targetSize(image, spec.diskGb);
       await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', image.format, '-b', image.path, part, ...(size ? [String(size)] : [])]);
