@@ -24,6 +24,8 @@ export async function purgeNetwork(dataDir: string): Promise<void> {
   if (process.getuid?.() !== 0) return;
   const r = await dataplaneFor(readLayout(dataDir)).purge();
   if (r.changes) console.log(`removed the data plane (${r.changes} changes)`);
+  // What could not be removed stays recorded in the state dir for the next purge: say what it is.
+  for (const e of r.errors) console.error(`could not remove: ${e}`);
 }
 
 function runIn(ns: string, argv: string[]): Promise<number> {
