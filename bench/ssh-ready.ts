@@ -34,23 +34,24 @@ const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); cons
 const started: ChildProcess[] = [];
 function track(c: ChildProcess): ChildProcess { started.push(c); return c; }
 
-/** Starts the banner probe inside NS; resolves once it probes, and gives a promise of the READY time (epoch ms). */
-async function probe(ns: string, host: string): Promise<Promise<number>> {
+/** Starts the banner probe inside NS; resolves once it probes, with a promise of the READY time (epoch ms). */
+async function probe(ns: string, host: string): Promise<{ ready: Promise<number> }> {
   const c = track(spawn('ip', ['netns', 'exec', ns, process.execPath, PROBE, host, '22', '900'], { stdio: ['ignore', 'pipe', 'pipe'] }));
   let out = '';
   c.stdout!.on('data', (d) => { out += String(d); });
   c.stderr!.on('data', (d) => { out += String(d); });
   await until('the SSH probe to start', () => out.includes('PROBING') || c.exitCode !== null, 60_000, 20);
-  return new Promise<number>((resolve, reject) => c.once('exit', (code) => {
+  // Wrapped: an async function returning a bare promise would wait for it.
+  return { ready: new Promise<number>((resolve, reject) => c.once('exit', (code) => {
     const m = /READY (\d+)/.exec(out);
     if (code === 0 && m) resolve(Number(m[1])); else reject(new Error(`probe of ${host} in ${ns} failed: ${out}`));
-  }));
+  })) };
 }
 
 interface CloudRound { ms: number; cliMs: number; qemuMs: number; spec: InstanceSpec; accel: Accelerator }
 
 async function viaCloud(aio: Aio, round: number, fip: string, key: string): Promise<CloudRound> {
-  const ready = await probe(aio.providerNetns, fip);
+  const { ready } = await probe(aio.providerNetns, fip);
   const name = `ssh-bench-${round}`;
   const t0 = Date.now();
   const cli = aio.openstackJson<{ id: string }>(['server', 'create', '--image', 'stratus-test', '--flavor', 'm1.nano', '--port', 'bench-port', '--key-name', 'k', name], 'demo');
@@ -87,7 +88,7 @@ async function byHand(aio: Aio, ns: string, spec: InstanceSpec, accel: Accelerat
   await buildConfigDrive({ metaData: { uuid: spec.id, name: spec.name, hostname: spec.name, public_keys: { k: pub } } }, p.configDrive);
   const hand: InstanceSpec = { ...spec, nics: spec.nics.map((n) => ({ ...n, tap: 'rawtap0' })) };
   const args = qemuArgs(hand, p, { accel, hasConfigDrive: true, foreground: true });
-  const ready = await probe(ns, HAND_IP);
+  const { ready } = await probe(ns, HAND_IP);
   const t0 = Date.now();
   const q = track(spawn('ip', ['netns', 'exec', ns, 'qemu-system-x86_64', ...args], { stdio: 'ignore' }));
   const at = await ready;
