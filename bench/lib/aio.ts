@@ -7,6 +7,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { readClientConfig } from '../../src/cli/clientconfig.js';
 
 export const ROOT = process.cwd();
 export const BIN = join(ROOT, 'bin', 'stratus');
@@ -149,6 +150,8 @@ export interface Aio {
   stratus(args: string[], timeoutMs?: number): Promise<Run>;
   /** Milliseconds since `up` was called until the agent logged `what` (polls agent.log). */
   untilAgentLog(what: string, timeoutMs: number): Promise<void>;
+  /** A project-scoped token of admin or demo, and the password-authenticated raw HTTP API. */
+  api(method: string, path: string, body?: unknown, as?: 'admin' | 'demo'): Promise<{ status: number; json: any; ms: number }>;
   /** The serial console of a guest so far ('' until it exists). */
   console(serverId: string): string;
   /** Spawns CMD inside the provider namespace (the place floating IPs are reached from). */
@@ -171,6 +174,7 @@ export async function startAio(o: { tag: string }): Promise<Aio> {
   const up = await stratus(['up', '--data-dir', dataDir, '--listen', `127.0.0.1:${port}`, '--detach']);
   const upMs = performance.now() - t0;
   const pid = Number(readFileSync(join(dataDir, 'stratus.pid'), 'utf8').trim() || 0);
+  const tokens: Partial<Record<'admin' | 'demo', string>> = {};
   const aio: Aio = {
     dataDir, url: `http://127.0.0.1:${port}`, prefix, providerNetns, env, upMs,
     controllerPid: () => pid,
@@ -184,6 +188,14 @@ export async function startAio(o: { tag: string }): Promise<Aio> {
     stratus,
     async untilAgentLog(what, timeoutMs) {
       await until(`agent log: ${what}`, () => { try { return readFileSync(join(dataDir, 'agent.log'), 'utf8').includes(what); } catch { return false; } }, timeoutMs, 100);
+    },
+    async api(method, path, body, as = 'demo') {
+      const token = tokens[as] ??= await issueToken(aio, as);
+      const t0 = performance.now();
+      const r = await fetch(`${aio.url}${path}`, { method, headers: { 'x-auth-token': token, 'content-type': 'application/json', 'openstack-api-version': 'compute 2.47' },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+      const text = await r.text();
+      return { status: r.status, json: text ? JSON.parse(text) : undefined, ms: performance.now() - t0 };
     },
     console: (id) => { try { return readFileSync(join(dataDir, 'agent', 'instances', id, 'console.log'), 'utf8'); } catch { return ''; } },
     spawnInProvider: (argv) => spawn('ip', ['netns', 'exec', providerNetns, ...argv], { stdio: ['ignore', 'pipe', 'pipe'] }),
@@ -213,6 +225,17 @@ export async function startAio(o: { tag: string }): Promise<Aio> {
     throw new Error(`stratus up failed (${up.code}): ${up.stderr}${up.stdout}; cleanup: ${left.join('; ') || 'clean'}`);
   }
   return aio;
+}
+
+async function issueToken(aio: Aio, as: 'admin' | 'demo'): Promise<string> {
+  const c = readClientConfig(aio.dataDir);
+  if (!c) throw new Error(`no clouds.yaml in ${aio.dataDir}`);
+  const r = await fetch(`${aio.url}/identity/v3/auth/tokens`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ auth: {
+    identity: { methods: ['password'], password: { user: { name: as, domain: { name: 'Default' }, password: as === 'admin' ? c.adminPassword : c.demoPassword } } },
+    scope: { project: { name: as, domain: { name: 'Default' } } },
+  } }) });
+  if (r.status !== 201) throw new Error(`token for ${as}: HTTP ${r.status}`);
+  return r.headers.get('x-subject-token')!;
 }
 
 /** `ip route` of the root namespace, to check that a run changed nothing there. */
