@@ -1,6 +1,8 @@
 // The agent's side of the agent API (see compute/agent-protocol.ts): plain fetch with the agent token.
 import type { Readable } from 'node:stream';
 import { Readable as NodeReadable } from 'node:stream';
+import { createReadStream, statSync } from 'node:fs';
+import { writeStreamAtomic } from '../core/files.js';
 import type {
   CallResult, DesiredState, HostHeartbeat, HostRegistration, ObservedInstance,
 } from '../compute/agent-protocol.js';
@@ -46,10 +48,33 @@ export class ControllerClient {
     return { sha256, format, size, body: NodeReadable.fromWeb(r.body as import('node:stream/web').ReadableStream) };
   }
 
+  /** Cold migration: uploads a moved guest's disk (streamed); the controller answers with what it stored. */
+  async putDisk(instanceId: string, migrationId: string, path: string): Promise<{ sha256: string; sizeBytes: number }> {
+    const size = statSync(path).size;
+    const r = await this.call('PUT', `/hosts/${encodeURIComponent(this.host)}/instances/${encodeURIComponent(instanceId)}/disk?migration=${encodeURIComponent(migrationId)}`,
+      { stream: createReadStream(path, { highWaterMark: 1024 * 1024 }), size });
+    return await r.json() as { sha256: string; sizeBytes: number };
+  }
+
+  /** Cold migration: the moved disk of an instance being spawned here, verified against `sha256`. */
+  async getDisk(instanceId: string, dest: string, sha256: string): Promise<void> {
+    const r = await this.call('GET', `/hosts/${encodeURIComponent(this.host)}/instances/${encodeURIComponent(instanceId)}/disk`);
+    if (!r.body) throw new Error('the controller sent no disk');
+    await writeStreamAtomic(NodeReadable.fromWeb(r.body as import('node:stream/web').ReadableStream), dest, { expectSha256: sha256 });
+  }
+
   private async call(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<Response> {
     const headers: Record<string, string> = { Authorization: `Bearer ${this.token}` };
-    if (body !== undefined) headers['Content-Type'] = 'application/json';
-    const r = await fetch(`${this.base}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal });
+    let payload: string | ReadableStream | undefined;
+    if (isUpload(body)) {
+      headers['Content-Type'] = 'application/octet-stream';
+      headers['Content-Length'] = String(body.size);
+      payload = NodeReadable.toWeb(body.stream) as ReadableStream;
+    } else if (body !== undefined) {
+      headers['Content-Type'] = 'application/json';
+      payload = JSON.stringify(body);
+    }
+    const r = await fetch(`${this.base}${path}`, { method, headers, body: payload, signal, ...(isUpload(body) ? { duplex: 'half' } : {}) } as RequestInit);
     if (!r.ok) {
       const text = await r.text().catch(() => '');
       throw new ControllerError(r.status, `${method} ${path}: HTTP ${r.status} ${text.slice(0, 500)}`);
@@ -57,6 +82,9 @@ export class ControllerClient {
     return r;
   }
 }
+
+interface Upload { stream: Readable; size: number }
+const isUpload = (b: unknown): b is Upload => !!b && typeof b === 'object' && 'stream' in b && typeof (b as Upload).stream?.pipe === 'function';
 
 export class ControllerError extends Error {
   constructor(readonly status: number, message: string) {

@@ -1,10 +1,8 @@
 // The host's image cache: DATA_DIR/agent/images/<id>.<format>, downloaded once from the controller,
 // verified by SHA-256 while streaming, read-only afterwards (instance overlays are backed by it).
-import { createHash } from 'node:crypto';
-import { chmodSync, createWriteStream, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { writeStreamAtomic } from '../core/files.js';
 import type { Logger } from 'pino';
 import type { BaseImage } from './hypervisor/driver.js';
 import type { ControllerClient } from './client.js';
@@ -51,31 +49,16 @@ export class ImageCache {
     if (!/^[0-9a-f]{64}$/.test(sha256)) throw new Error(`image ${id}: the controller gave no SHA-256`);
     // Named by checksum: a new version of an image never replaces the bytes older overlays are backed by.
     const dest = join(this.dir, `${id}-${sha256.slice(0, 16)}.${format}`);
-    const part = `${dest}.part`;
-    const hash = createHash('sha256');
-    let got = 0;
     let lastLog = Date.now();
-    const tap = new Transform({
-      transform: (chunk: Buffer, _enc, cb) => {
-        hash.update(chunk);
-        got += chunk.length;
-        if (Date.now() - lastLog > 5000) {
-          lastLog = Date.now();
-          this.log.info({ image: id, bytes: got, of: size }, 'downloading image');
-        }
-        cb(null, chunk);
+    const { sizeBytes: got } = await writeStreamAtomic(body!, dest, {
+      mode: 0o444, // read-only: overlays are backed by it
+      expectSha256: sha256,
+      onProgress: (bytes) => {
+        if (Date.now() - lastLog < 5000) return;
+        lastLog = Date.now();
+        this.log.info({ image: id, bytes, of: size }, 'downloading image');
       },
-    });
-    try {
-      await pipeline(body!, tap, createWriteStream(part, { mode: 0o644 }));
-      const actual = hash.digest('hex');
-      if (actual !== sha256) throw new Error(`image ${id}: checksum mismatch (got ${actual}, controller says ${sha256})`);
-      chmodSync(part, 0o444);
-      renameSync(part, dest);
-    } catch (e) {
-      rmSync(part, { force: true });
-      throw e;
-    }
+    }).catch((e: Error) => { throw new Error(`image ${id}: ${e.message}`); });
     writeFileSync(metaFile, JSON.stringify({ sha256, format, size: got, path: dest, fetchedAt: new Date().toISOString() } satisfies CacheMeta));
     this.log.info({ image: id, bytes: got, ms: Date.now() - started }, 'image cached');
     return { path: dest, format };

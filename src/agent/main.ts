@@ -12,6 +12,7 @@ import { hostFacts, hostLoad } from './hostinfo.js';
 import { ImageCache } from './images.js';
 import { chooseAccelerator, type ProbeResult } from './hypervisor/qemu/accel.js';
 import { QemuDriver } from './hypervisor/qemu/driver.js';
+import type { MigrationListen } from './hypervisor/driver.js';
 import { isAlive } from '../core/process.js';
 import { Reconciler, markResumeOnStart } from './reconcile.js';
 import { NetAgent, networkLayout, type NetworkLayout } from './netagent.js';
@@ -36,6 +37,8 @@ export interface AgentOptions {
   network?: NetworkLayout | false;
   /** This host's VXLAN endpoint (with `network.underlay`); null: no VXLAN. */
   underlayIp?: string | null;
+  /** Address and ports other hosts reach for live migrations to this host (default 127.0.0.1, 49152-49215). */
+  migrationListen?: MigrationListen;
   /** Guests' VNC servers listen on TCP at this address (controllers on other machines); default: unix sockets. */
   consoleListen?: string;
 }
@@ -53,7 +56,7 @@ export function agentDirs(dataDir: string) {
   const root = join(dataDir, 'agent');
   return {
     root, instances: join(root, 'instances'), images: join(root, 'images'), state: join(root, 'state'),
-    snapshots: join(root, 'snapshots'), pid: join(root, 'agent.pid'),
+    snapshots: join(root, 'snapshots'), transfers: join(root, 'transfers'), pid: join(root, 'agent.pid'),
   };
 }
 
@@ -67,13 +70,17 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
   const log = o.log ?? createLogger(process.env.STRATUS_LOG_LEVEL ?? 'info', 'stratus-agent');
   const dirs = agentDirs(o.dataDir);
-  for (const d of [dirs.instances, dirs.images, dirs.state, dirs.snapshots]) mkdirSync(d, { recursive: true, mode: 0o700 });
+  for (const d of [dirs.instances, dirs.images, dirs.state, dirs.snapshots, dirs.transfers]) mkdirSync(d, { recursive: true, mode: 0o700 });
   claimPidFile(dirs.pid);
   const host = o.hostName ?? hostname();
 
   const accel = await chooseAccelerator({ mode: o.accel ?? 'auto', probeImage: o.probeImage ?? defaultProbeImage(), log });
   log.info({ accel: accel.accel, reason: accel.reason }, 'accelerator chosen');
-  const driver = new QemuDriver({ instancesDir: dirs.instances, accel: accel.accel, log, vncListen: o.consoleListen });
+  // A host named explicitly may share the machine with other agents (tests): its own cgroup slice.
+  const driver = new QemuDriver({
+    instancesDir: dirs.instances, accel: accel.accel, log, vncListen: o.consoleListen,
+    ...(o.hostName && o.hostName !== hostname() ? { cgroupTag: o.hostName } : {}),
+  });
   log.info({ cgroups: driver.cgroupRoot ?? 'unavailable: guests tracked by pid only' }, 'guest tracking');
 
   // Adopt: guests already running (pid file + /proc check) are left exactly as they are.
@@ -95,6 +102,12 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
     ensureImage: (id) => images.ensure(id),
     report: (instances) => client.report(instances),
     powerOffTimeoutSec: o.powerOffTimeoutSec,
+    transfers: {
+      dir: dirs.transfers,
+      upload: (id, migrationId, path) => client.putDisk(id, migrationId, path),
+      download: (id, disk, dest) => client.getDisk(id, dest, disk.sha256),
+    },
+    migrationListen: o.migrationListen,
   });
 
   let stopping = false;

@@ -7,9 +7,10 @@
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import type { DesiredInstance, DesiredPower, DesiredState, ObservedInstance, TaskResult } from '../compute/agent-protocol.js';
-import type { HypervisorDriver, InstanceInfo, InstanceSpec } from './hypervisor/driver.js';
+import type { DesiredInstance, DesiredPower, DesiredState, ObservedInstance, ObservedMigration, TaskResult } from '../compute/agent-protocol.js';
+import type { HypervisorDriver, InstanceInfo, InstanceSpec, MigrationListen } from './hypervisor/driver.js';
 import type { BaseImage } from './hypervisor/driver.js';
+import { MigrationSteps } from './live-migration.js';
 
 export interface ReconcilerOptions {
   driver: HypervisorDriver;
@@ -25,8 +26,20 @@ export interface ReconcilerOptions {
   /** Attempts of one generation before it is given up with a fault. */
   maxAttempts?: number;
   retryDelayMs?: number;
+  /**
+   * Moves root disks through the controller (cold migration): `upload` sends a file as the disk of
+   * migration `migrationId`, `download` fetches a moved disk into `dest` (checksum verified).
+   * Files are staged in `dir` (same file system as the instances).
+   */
+  transfers?: {
+    dir: string;
+    upload(instanceId: string, migrationId: string, path: string): Promise<{ sha256: string; sizeBytes: number }>;
+    download(instanceId: string, disk: { migrationId: string; sha256: string; sizeBytes: number }, dest: string): Promise<void>;
+  };
   /** Called after each converge that reached its power state (the data plane plugs new taps). */
   afterConverge?: (id: string) => void;
+  /** Where this host listens for incoming live migrations (default 127.0.0.1, ports 49152-49215). */
+  migrationListen?: MigrationListen;
 }
 
 interface InstanceRecordOnDisk {
@@ -38,6 +51,8 @@ interface InstanceRecordOnDisk {
   fault: { message: string; at: string } | null;
   /** Powered off by `stratus down`: brought back to its desired state on the next start. */
   resumeOnStart?: boolean;
+  /** Outcome of this host's step in the instance's live migration (reported until the controller moves on). */
+  migration?: ObservedMigration;
 }
 
 const EMPTY: InstanceRecordOnDisk = { appliedGeneration: 0, attempts: 0, attemptsFor: 0, doneTasks: [], fault: null };
@@ -51,10 +66,19 @@ export class Reconciler {
   private lastSent = new Map<string, string>();
   private lastFull = 0;
   private stopped = false;
+  private readonly migrations: MigrationSteps;
 
   constructor(private readonly o: ReconcilerOptions) {
     mkdirSync(o.stateDir, { recursive: true });
     mkdirSync(o.snapshotDir, { recursive: true });
+    this.migrations = new MigrationSteps({
+      driver: o.driver, ensureImage: o.ensureImage, log: o.log,
+      listen: o.migrationListen ?? { host: '127.0.0.1', ports: [49152, 49215] },
+      progress: (id, migration) => {
+        const rec = this.load(id);
+        void this.send([{ id, powerState: 'running', observedGeneration: rec.appliedGeneration, busy: true, migration }]);
+      },
+    });
   }
 
   /** Takes a new desired state from the watch and starts converging what changed. */
@@ -62,7 +86,10 @@ export class Reconciler {
     const next = new Map(state.instances.map((i) => [i.id, i]));
     this.desired = next;
     this.haveDesired = true;
-    for (const d of next.values()) this.schedule(d.id);
+    for (const d of next.values()) {
+      this.migrations.notice(d);
+      this.schedule(d.id);
+    }
   }
 
   /** Guests on this host the controller knows nothing about (reported, never touched). */
@@ -136,13 +163,39 @@ export class Reconciler {
 
     const started = Date.now();
     try {
+      if (d.migration) {
+        const out = await this.migrations.step(d, specOf(d), rec.migration, log);
+        rec.migration = out.state;
+        this.save(d.id, rec);
+        if (out.hold) {
+          rec.appliedGeneration = d.generation;
+          rec.fault = null;
+          this.save(d.id, rec);
+          const o = this.observation(d, await driver.getInfo(d.id));
+          if (o) await this.send([o]);
+          return;
+        }
+      }
       let info = await driver.getInfo(d.id);
       if (!info || !(await driver.getSpec(d.id))) {
-        log.info({ image: d.imageId }, 'spawning');
-        const image = await this.o.ensureImage(d.imageId);
         // With NICs the guest reads the metadata service (169.254.169.254) instead of a config drive.
         const drive = d.nics.length && !d.forceConfigDrive ? undefined : d.configDrive;
-        await driver.spawn(specOf(d), image, drive, { start: false });
+        if (d.disk) {
+          // A guest moved here: its own disk, fetched through the controller, not a new one from the image.
+          const t = this.requireTransfers();
+          const file = join(t.dir, `${d.disk.migrationId}.in.qcow2`);
+          log.info({ migration: d.disk.migrationId, bytes: d.disk.sizeBytes }, 'fetching moved disk');
+          try {
+            await t.download(d.id, d.disk, file);
+            await driver.spawn(specOf(d), null, drive, { start: false, disk: file });
+          } finally {
+            rmSync(file, { force: true }); // moved into the guest's directory, or useless
+          }
+        } else {
+          log.info({ image: d.imageId }, 'spawning');
+          const image = await this.o.ensureImage(d.imageId);
+          await driver.spawn(specOf(d), image, drive, { start: false });
+        }
         info = await driver.getInfo(d.id);
       }
       await this.applyFlavor(d, info!, log);
@@ -178,7 +231,10 @@ export class Reconciler {
       }
     }
     this.save(d.id, rec);
-    const o = this.observation(d, await driver.getInfo(d.id));
+    // This pass is done: busy only if another one is already queued (a newer desired state).
+    // Counting this pass as busy held ACTIVE (and every action's end) back until observe()'s
+    // next tick, up to 2 s later.
+    const o = this.observation(d, await driver.getInfo(d.id), { finishing: true });
     if (o) await this.send([o]);
   }
 
@@ -191,6 +247,7 @@ export class Reconciler {
         await this.o.driver.reboot(d.id, task.kind, this.o.powerOffTimeoutSec ?? 60);
         return { taskId: task.id, ok: true, result: { ms: Date.now() - started } };
       }
+      if (task.type === 'export-disk') return { taskId: task.id, ok: true, result: { ...(await this.exportDisk(d, task.migrationId, log)), ms: Date.now() - started } };
       log.info({ image: task.imageId }, 'taking snapshot');
       const dest = join(this.o.snapshotDir, `${task.imageId}.qcow2`);
       const r = await this.o.driver.snapshot(d.id, dest);
@@ -199,6 +256,28 @@ export class Reconciler {
       log.error({ err: (e as Error).message, task: task.type }, 'task failed');
       return { taskId: task.id, ok: false, error: (e as Error).message };
     }
+  }
+
+  /** Flattens the stopped guest's disk into the staging dir and uploads it; the staged file is removed either way. */
+  private async exportDisk(d: DesiredInstance, migrationId: string, log: Logger): Promise<{ sha256: string; sizeBytes: number }> {
+    const t = this.requireTransfers();
+    const info = await this.o.driver.getInfo(d.id);
+    if (info?.powerState !== 'shutdown') throw new Error(`the guest must be stopped to move its disk (it is ${info?.powerState ?? 'missing'})`);
+    const file = join(t.dir, `${migrationId}.out.qcow2`);
+    try {
+      const snap = await this.o.driver.snapshot(d.id, file);
+      const up = await t.upload(d.id, migrationId, file);
+      if (up.sha256 !== snap.sha256) throw new Error(`the controller received a different disk (sha256 ${up.sha256}, sent ${snap.sha256})`);
+      log.info({ migration: migrationId, bytes: up.sizeBytes }, 'disk exported');
+      return up;
+    } finally {
+      rmSync(file, { force: true });
+    }
+  }
+
+  private requireTransfers(): NonNullable<ReconcilerOptions['transfers']> {
+    if (!this.o.transfers) throw new Error('this agent cannot move disks (no transfer channel)');
+    return this.o.transfers;
   }
 
   /** Interface attach/detach: NICs hot-plugged (QMP) into the running guest, or recorded for its next start. */
@@ -258,15 +337,20 @@ export class Reconciler {
     throw new Error(`could not bring the guest to ${target}`);
   }
 
-  private observation(d: DesiredInstance, info: InstanceInfo | undefined): ObservedInstance | undefined {
+  private observation(d: DesiredInstance, info: InstanceInfo | undefined, opts: { finishing?: boolean } = {}): ObservedInstance | undefined {
     if (d.deleted && !info) return { id: d.id, powerState: 'deleted', observedGeneration: d.generation };
-    if (!info) return undefined;
     const rec = this.load(d.id);
+    if (!info) {
+      // A destination whose preparation failed has nothing left but the outcome to report.
+      return rec.migration && d.migration?.id === rec.migration.id
+        ? { id: d.id, powerState: 'deleted', observedGeneration: rec.appliedGeneration, migration: rec.migration } : undefined;
+    }
     return {
       id: d.id, powerState: info.powerState, ...(info.pid ? { pid: info.pid } : {}), diskBytes: info.diskBytes,
-      observedGeneration: rec.appliedGeneration, busy: !!info.busy || this.running.has(d.id) || !!rec.resumeOnStart, fault: rec.fault,
+      observedGeneration: rec.appliedGeneration, busy: !!info.busy || (opts.finishing ? this.dirty.has(d.id) : this.running.has(d.id)) || !!rec.resumeOnStart, fault: rec.fault,
       // Repeated until the controller stops asking for the task (it has recorded the result).
       ...(rec.taskResult && d.task?.id === rec.taskResult.taskId ? { taskResult: rec.taskResult } : {}),
+      ...(rec.migration && d.migration?.id === rec.migration.id ? { migration: rec.migration } : {}),
     };
   }
 

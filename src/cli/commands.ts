@@ -241,12 +241,13 @@ const admin: Command = {
 };
 
 const agent: Command = {
-  summary: 'run the host agent (--controller URL [--data-dir DIR] [--token-file F] [--host NAME] [--accel auto|kvm|tcg] [--console-listen ADDRESS])',
+  summary: 'run the host agent (--controller URL [--data-dir DIR] [--token-file F] [--host NAME] [--accel auto|kvm|tcg] [--console-listen ADDRESS] [--migration-address IP] [--migration-ports LOW-HIGH])',
   options: {
     ...dataDirOption, controller: { type: 'string' }, 'token-file': { type: 'string' }, host: { type: 'string' },
     accel: { type: 'string' }, 'probe-image': { type: 'string' }, 'console-listen': { type: 'string' },
     'netns-prefix': { type: 'string' }, 'provider-netns': { type: 'string' }, 'underlay-ip': { type: 'string' },
     'underlay-netns': { type: 'string' }, 'no-network': { type: 'boolean' },
+    'migration-address': { type: 'string' }, 'migration-ports': { type: 'string' },
   },
   async run(flags) {
     const dir = dataDirOf(flags);
@@ -261,12 +262,22 @@ const agent: Command = {
     const { networkLayout } = await import('../agent/netagent.js');
     const str = (k: string) => (typeof flags[k] === 'string' ? String(flags[k]) : undefined);
     const underlayIp = str('underlay-ip') ?? null;
+    const ports = (str('migration-ports') ?? '49152-49215').split('-').map(Number);
+    if (ports.length !== 2 || !ports.every((p) => Number.isInteger(p) && p > 0 && p < 65536) || ports[0]! > ports[1]! - 1) {
+      throw new Error('--migration-ports must be a range LOW-HIGH of at least two ports');
+    }
     const consoleListen = str('console-listen') ?? process.env.STRATUS_CONSOLE_LISTEN;
     // The address is also what controllers connect to: a wildcard would not tell them where.
     if (consoleListen !== undefined && (!isIP(consoleListen) || /^(0\.0\.0\.0|::)$/.test(consoleListen))) {
       throw new Error('--console-listen must be an IP address of this host that controllers can reach (not 0.0.0.0 or ::)');
     }
+    const migrationAddress = str('migration-address') ?? '127.0.0.1';
+    // Sources connect to it: a wildcard would not tell them where.
+    if (!isIP(migrationAddress) || /^(0\.0\.0\.0|::)$/.test(migrationAddress)) {
+      throw new Error('--migration-address must be an IP address of this host that other hosts can reach (not 0.0.0.0 or ::)');
+    }
     const a = await startAgent({
+      migrationListen: { host: migrationAddress, ports: [ports[0]!, ports[1]!] },
       network: flags['no-network'] ? false : networkLayout({
         prefix: str('netns-prefix') ?? process.env.STRATUS_NETNS_PREFIX, providerNetns: str('provider-netns') ?? process.env.STRATUS_PROVIDER_NETNS,
         ...(underlayIp ? { underlay: { netns: str('underlay-netns') ?? 'stratus-underlay', bridge: 'br-underlay', prefixLen: 24 } } : {}),

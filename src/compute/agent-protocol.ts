@@ -7,7 +7,41 @@ export type ObservedPower = 'running' | 'paused' | 'suspended' | 'shutdown' | 'c
 /** A one-shot action; done once per id (the agent remembers the ids it completed). */
 export type AgentTask =
   | { id: string; type: 'reboot'; kind: 'soft' | 'hard' }
-  | { id: string; type: 'snapshot'; imageId: string; name: string };
+  | { id: string; type: 'snapshot'; imageId: string; name: string }
+  /** Cold migration: upload the stopped guest's root disk (flattened) to the controller. */
+  | { id: string; type: 'export-disk'; migrationId: string };
+
+/** A root disk moved from another host, fetched from the controller instead of built from the image. */
+export interface DiskSource {
+  migrationId: string;
+  sha256: string;
+  sizeBytes: number;
+}
+
+/** Where a prepared destination waits: QEMU's migration URI and the NBD export of its root disk. */
+export interface MigrationTarget { uri: string; diskUri: string }
+
+/**
+ * A live migration step for this host (docs/agent.md, "Live migration"). The destination first
+ * gets a copy of the instance with `phase: "prepare"` (QEMU waits, disk exported) and reports the
+ * target; the source then gets `target` and sends the guest; once it reports `completed` the
+ * instance belongs to the destination (`phase: "finish"`: close the export) and the source gets a
+ * deleted tombstone of it. `abort` asks the source to cancel (the guest stays there);
+ * `forceComplete` to pause the guest so that the copy converges (it resumes on the destination).
+ */
+export type DesiredMigration =
+  | { id: string; role: 'destination'; phase: 'prepare' | 'finish' }
+  | { id: string; role: 'source'; target: MigrationTarget; abort?: boolean; forceComplete?: boolean };
+
+export interface ObservedMigration {
+  id: string;
+  /** destination: prepared → finished; source: running → completed; either: failed; source: aborted. */
+  state: 'prepared' | 'running' | 'completed' | 'finished' | 'failed' | 'aborted';
+  target?: MigrationTarget;
+  progress?: { phase: 'disk' | 'memory' | 'switchover' | 'done'; diskDone?: number; diskTotal?: number; memoryDone?: number; memoryTotal?: number };
+  error?: string;
+  downtimeMs?: number;
+}
 
 /** What the controller wants of one instance on a host. */
 export interface DesiredInstance {
@@ -30,6 +64,9 @@ export interface DesiredInstance {
   /** Empty until the networking issue wires ports to taps. */
   nics: { id: string; mac: string; tap: string; mtu?: number }[];
   task?: AgentTask;
+  /** Spawn from this moved disk (GET .../instances/{id}/disk) instead of the image. */
+  disk?: DiskSource;
+  migration?: DesiredMigration;
 }
 
 export interface DesiredState {
@@ -75,6 +112,8 @@ export interface ObservedInstance {
   taskResult?: TaskResult;
   /** Free text about what the agent did on its own (adopted, stopped-unexpectedly). */
   event?: string;
+  /** Where this host is in the instance's live migration (answers `DesiredInstance.migration`). */
+  migration?: ObservedMigration;
 }
 
 export interface HostRegistration {

@@ -52,7 +52,8 @@ export function ensureAgentToken(dataDir: string): string {
 }
 
 export function createCompute(ctx: ServiceContext, deps: ComputeDeps): ComputeModule {
-  const service = new ComputeService(ctx.db.kysely, ctx.log.child({ service: 'compute' }));
+  const service = new ComputeService(ctx.db.kysely, ctx.log.child({ service: 'compute' }),
+    { transfersDir: join(ctx.cfg.dataDir, 'compute', 'transfers') });
   let token: string | undefined;
   const agentToken = () => (token ??= ensureAgentToken(ctx.cfg.dataDir));
   let imageApi: ImageLookup | undefined;

@@ -1,6 +1,7 @@
 // Tables of the compute service (compute_*). Conventions: src/core/db.ts.
 import type { Kysely } from 'kysely';
 import type { ServiceMigrations } from '../core/db.js';
+import { instanceMovesForceMigration, instanceMovesMigration } from './instance-moves.js';
 
 export const computeMigrations: ServiceMigrations = {
   '0001_hosts_instances': {
@@ -73,4 +74,22 @@ export const computeMigrations: ServiceMigrations = {
       await db.schema.dropTable('compute_agent_calls').execute();
     },
   },
+  // Live migrations in progress, at the agents' level (instance-moves.ts).
+  '0003_instance_moves': instanceMovesMigration,
+  // Moves between hosts: the instance's second copy (the source during a cold migration, the
+  // destination being deleted after a revert) and where a moved root disk comes from.
+  '0004_instance_peer': {
+    async up(db: Kysely<any>) {
+      await db.schema.alterTable('compute_instances').addColumn('peer_host', 'text').execute();
+      await db.schema.alterTable('compute_instances').addColumn('peer', 'text').execute();
+      await db.schema.alterTable('compute_instances').addColumn('disk_source', 'text').execute();
+      await db.schema.createIndex('compute_instances_peer_host').on('compute_instances').column('peer_host').execute();
+    },
+    async down(db: Kysely<any>) {
+      await db.schema.dropIndex('compute_instances_peer_host').execute();
+      for (const c of ['disk_source', 'peer', 'peer_host']) await db.schema.alterTable('compute_instances').dropColumn(c).execute();
+    },
+  },
+  // force_complete of a live migration (instance-moves.ts).
+  '0005_instance_moves_force_complete': instanceMovesForceMigration,
 };

@@ -39,6 +39,8 @@ import { consoleMigrations } from './consoles/migrations.js';
 import { ConsoleService, consoleConfig } from './consoles/service.js';
 import { MigrationService } from './migrations/service.js';
 import { registerMigrationRoutes } from './api/migrations.js';
+import { ServerMoves } from './servers/moves.js';
+import { registerLiveMigrationRoutes } from './api/live-migration.js';
 
 /** `compute.scheduler` in stratus.yaml: allocation ratios and weigher multipliers. */
 function schedulerConfig(ctx: ServiceContext): Partial<SchedulerConfig> {
@@ -100,12 +102,16 @@ export function createNovaApi(ctx: ServiceContext, deps: NovaDeps): NovaApi {
   const servers = new ServerService(db, {
     flavors, keypairs, quotas, groups: serverGroups, aggregates, hosts, instances: deps.instances, images: deps.images, log, network,
   });
+  const moves = new ServerMoves({
+    servers, instances: deps.instances, placement: deps.placement, scheduler, hosts, aggregates, groups: serverGroups,
+    migrations: serverMigrations, network,
+  });
   const operations = new ServerOperations(servers, {
-    instances: deps.instances, flavors, quotas, placement: deps.placement, hosts, images: deps.images, migrations: serverMigrations,
+    instances: deps.instances, flavors, quotas, placement: deps.placement, hosts, images: deps.images, migrations: serverMigrations, moves,
   });
   const reconciler = new ServerReconciler({
     store: servers.store, actions: servers.actions, instances: deps.instances, scheduler, placement: deps.placement,
-    groups: serverGroups, aggregates, migrations: serverMigrations, log, maxAttempts: 3, buildTimeoutMs: 10 * 60_000, sweepMs: 5000, images: deps.images, network,
+    groups: serverGroups, aggregates, migrations: serverMigrations, moves, hosts, log, maxAttempts: 3, buildTimeoutMs: 10 * 60_000, sweepMs: 5000, images: deps.images, network,
   });
   servers.kick = (id) => reconciler.kick(id);
   const consoles = new ConsoleService(db, {
@@ -140,6 +146,7 @@ export function createNovaApi(ctx: ServiceContext, deps: NovaDeps): NovaApi {
         registerConsoleRoutes(v21, { ...serverRoutes, consoles });
         registerUsageRoutes(v21, routeDeps, db);
         registerMigrationRoutes(v21, { ...routeDeps, migrations: serverMigrations, servers });
+        registerLiveMigrationRoutes(v21, routeDeps, operations.live);
       }, { prefix: '/v2.1' });
     },
     async start() {

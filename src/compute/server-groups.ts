@@ -95,6 +95,17 @@ export class ServerGroupService {
     return this.hydrate(rows, db);
   }
 
+  /** Server id → ids of the groups it belongs to, for many servers at once (list views). */
+  async groupIdsOf(instanceIds: string[]): Promise<Map<string, string[]>> {
+    const out = new Map<string, string[]>();
+    for (let i = 0; i < instanceIds.length; i += 500) {
+      const rows = await this.db.selectFrom('compute_server_group_members').select(['instance_id', 'group_id'])
+        .where('instance_id', 'in', instanceIds.slice(i, i + 500)).execute();
+      for (const r of rows) out.set(r.instance_id as string, [...(out.get(r.instance_id as string) ?? []), r.group_id as string]);
+    }
+    return out;
+  }
+
   private async hydrate(rows: Record<string, any>[], db: Kysely<any> = this.db): Promise<ServerGroup[]> {
     if (!rows.length) return [];
     const members = await db.selectFrom('compute_server_group_members').selectAll()

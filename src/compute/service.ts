@@ -12,6 +12,9 @@ import type {
 } from './agent-protocol.js';
 import { ComputeStore, type HostRecord, type InstanceRecord } from './store.js';
 import { AgentCalls } from './calls.js';
+import { InstanceMoves, peerDesired } from './moves.js';
+import { DiskTransfers } from './transfers.js';
+import { LiveMoves } from './instance-moves.js';
 
 export interface CreateInstanceInput {
   id?: string;
@@ -56,6 +59,10 @@ const ACTIONS: Record<Action, { from: DesiredPower[]; to: DesiredPower; taskStat
 export class ComputeService {
   readonly store: ComputeStore;
   readonly calls: AgentCalls;
+  /** Live migrations between hosts (instance-moves.ts). */
+  readonly moves: LiveMoves;
+  /** Cold moves between hosts (cold migration, resize elsewhere): see moves.ts. */
+  readonly coldMoves: InstanceMoves;
   /** 'host:<name>' on every desired change of that host; 'instance' with the record on every change. */
   readonly events = new EventEmitter();
 
@@ -67,11 +74,33 @@ export class ComputeService {
     this.events.emit('close');
   }
 
-  constructor(db: import('kysely').Kysely<any>, private readonly log: Logger) {
+  /** Root disks in transit between hosts (staged on the controller). */
+  readonly transfers: DiskTransfers;
+
+  constructor(db: import('kysely').Kysely<any>, private readonly log: Logger, opts: { transfersDir: string }) {
     this.store = new ComputeStore(db);
+    this.transfers = new DiskTransfers(opts.transfersDir);
     this.events.setMaxListeners(0);
     this.calls = new AgentCalls(db, this.store, this.events);
+    this.moves = new LiveMoves(this.store, this.events, log);
+    this.coldMoves = new InstanceMoves(this.store, (i, hosts) => {
+      for (const h of hosts) this.events.emit(`host:${h}`);
+      this.events.emit('instance', i);
+    });
   }
+
+  exportDisk(id: string, migrationId: string) { return this.coldMoves.exportDisk(id, migrationId); }
+  beginMove(id: string, to: Parameters<InstanceMoves['beginMove']>[1]) { return this.coldMoves.beginMove(id, to); }
+  /** The destination has the moved disk: the staged copy goes. */
+  async finishMove(id: string): Promise<void> {
+    const i = await this.store.getInstance(id);
+    await this.coldMoves.finishMove(id);
+    if (i?.diskSource) this.transfers.remove(i.diskSource.migrationId);
+  }
+  /** A move that ended (failed, rolled back): its staged disk goes, if any. */
+  async discardTransfer(migrationId: string): Promise<void> { this.transfers.remove(migrationId); }
+  dropPeer(id: string) { return this.coldMoves.dropPeer(id); }
+  swapBack(id: string, power: DesiredPower) { return this.coldMoves.swapBack(id, power); }
 
   // --- instances: desired state ----------------------------------------------------------------
 
@@ -95,6 +124,7 @@ export class ComputeService {
       desiredPower: input.power ?? 'running', deleted: false, task: null, taskState: 'spawning',
       generation: 1, powerState: null, observedGeneration: 0, pid: null, diskBytes: null, busy: false,
       fault: null, lastTaskResult: null, lastEvent: null, observedAt: null, createdAt: now, updatedAt: now,
+      peer: null, diskSource: null,
     };
     await this.store.db.transaction().execute(async (tx) => {
       await this.store.insertInstance(rec, tx);
@@ -168,6 +198,8 @@ export class ComputeService {
       i.deleted = true;
       i.task = null;
       i.taskState = 'deleting';
+      // A copy left on another host by a move goes too.
+      if (i.peer && !i.peer.deleted) { i.peer.deleted = true; i.peer.generation += 1; }
     }, { allowDeleted: true, allowTask: true });
   }
 
@@ -267,8 +299,12 @@ export class ComputeService {
         const h = await this.store.getHost(host);
         if (!h) throw notFound(`compute host ${host} is not registered`);
         if (h.revision !== since || Date.now() >= deadline || this.closing || signal?.aborted) {
-          const [instances, calls] = await Promise.all([this.store.listInstances({ host }), this.calls.pending(host)]);
-          return { revision: h.revision, instances: instances.map(toDesired), ...(calls.length ? { calls } : {}) };
+          const [instances, calls] = await Promise.all([this.store.listForHost(host), this.calls.pending(host)]);
+          // Copies left here by a cold move (peers), then live migrations' steps, copies and tombstones.
+          const peers = instances.filter((i) => i.host !== host).map((i) => peerDesired(i, toDesired(i)));
+          const own = instances.filter((i) => i.host === host).map(toDesired);
+          const desired = [...await this.moves.desired(host, own, toDesired), ...peers];
+          return { revision: h.revision, instances: desired, ...(calls.length ? { calls } : {}) };
         }
         // Re-read every 2 s as well: another controller may have made the change.
         await Promise.race([woken, new Promise<void>((r) => { timer = setTimeout(r, Math.min(2000, Math.max(0, deadline - Date.now()))); })]);
@@ -286,11 +322,38 @@ export class ComputeService {
     for (const o of observed) {
       let removed = false;
       let bumped = false;
+      const wake: string[] = [];
       const rec = await this.store.db.transaction().execute(async (tx) => {
+        await this.moves.lock(tx, o.id);
         const i = await this.store.getInstance(o.id, tx);
-        if (!i || i.host !== host) return undefined;
+        const move = await this.moves.observe(tx, host, o, i);
+        if (move) {
+          wake.push(...move.bump);
+          for (const h of new Set(move.bump)) await this.store.bumpRevision(h, tx);
+          if (move.instance) { move.instance.updatedAt = nowIso(); await this.store.updateInstance(move.instance, tx); }
+          if (move.consumed) return move.instance;
+        }
+        if (!i) return undefined;
+        if (i.host !== host) {
+          // The copy a cold move left on this host.
+          if (i.peer?.host !== host || !this.coldMoves.applyPeerReport(i, o)) return undefined;
+          i.updatedAt = nowIso();
+          await this.store.updateInstance(i, tx);
+          return i;
+        }
         if (o.powerState === 'deleted') {
           if (!i.deleted) return undefined; // a stale report from before a re-create cannot delete
+          if (i.peer) {
+            // Deleted here, still to be deleted on the peer's host: that report removes the row.
+            i.host = i.peer.host;
+            i.generation = i.peer.generation;
+            i.peer = null;
+            i.updatedAt = nowIso();
+            await this.store.updateInstance(i, tx);
+            await this.store.bumpRevision(i.host, tx);
+            bumped = true;
+            return i;
+          }
           await this.store.removeInstance(i.id, tx);
           removed = true;
           return i;
@@ -324,9 +387,10 @@ export class ComputeService {
         if (bumped) await this.store.bumpRevision(host, tx);
         return i;
       });
+      for (const h of new Set(wake)) this.events.emit(`host:${h}`);
       if (!rec) continue;
       if (removed) this.log.info({ instance: rec.id, host }, 'instance deleted from its host');
-      if (bumped) this.events.emit(`host:${host}`);
+      if (bumped) this.events.emit(`host:${rec.host}`);
       this.events.emit('instance', rec);
     }
   }
@@ -362,6 +426,7 @@ export class ComputeService {
       i.updatedAt = nowIso();
       await this.store.updateInstance(i, tx);
       await this.store.bumpRevision(i.host, tx);
+      if (i.peer) await this.store.bumpRevision(i.peer.host, tx);
       return i;
     });
     this.changed(rec);
@@ -370,6 +435,7 @@ export class ComputeService {
 
   private changed(i: InstanceRecord): void {
     this.events.emit(`host:${i.host}`);
+    if (i.peer) this.events.emit(`host:${i.peer.host}`);
     this.events.emit('instance', i);
   }
 
@@ -412,5 +478,6 @@ export function toDesired(i: InstanceRecord): DesiredInstance {
     ...(i.configDrive ? { forceConfigDrive: true } : {}),
     nics: i.nics,
     ...(i.task ? { task: i.task } : {}),
+    ...(i.diskSource ? { disk: i.diskSource } : {}),
   };
 }

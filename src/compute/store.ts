@@ -1,7 +1,7 @@
 // compute_hosts and compute_instances: rows ↔ records. Only the compute service uses this.
 import type { Kysely, Transaction } from 'kysely';
 import { fromDbBool, fromJson, toDbBool, toJson } from '../core/db.js';
-import type { AgentTask, DesiredPower, ObservedPower } from './agent-protocol.js';
+import type { AgentTask, DesiredPower, DiskSource, ObservedPower } from './agent-protocol.js';
 
 export interface InstanceSpecFields {
   keys: { name: string; publicKey: string }[];
@@ -13,6 +13,27 @@ export interface InstanceSpecFields {
   configDrive?: boolean;
   /** OpenStack network_data.json for the config drive (the same the metadata service serves). */
   networkData?: Record<string, unknown>;
+}
+
+/**
+ * The instance's second copy while it moves between hosts: the source's stopped guest while a
+ * cold migration or resize waits for confirm/revert, or the destination's copy being deleted after
+ * a revert. Its host's agent sees it as an ordinary desired instance (same id).
+ */
+export interface InstancePeer {
+  host: string;
+  migrationId: string;
+  desiredPower: DesiredPower;
+  deleted: boolean;
+  generation: number;
+  observedGeneration: number;
+  powerState: ObservedPower | null;
+  busy: boolean;
+  fault: { message: string; at: string } | null;
+  vcpus: number;
+  ramMb: number;
+  diskGb: number;
+  nics: InstanceSpecFields['nics'];
 }
 
 export interface InstanceRecord extends InstanceSpecFields {
@@ -43,6 +64,10 @@ export interface InstanceRecord extends InstanceSpecFields {
   observedAt: string | null;
   createdAt: string;
   updatedAt: string;
+  /** The copy on another host during a move (null otherwise). */
+  peer: InstancePeer | null;
+  /** Where the root disk comes from when the guest is spawned on its host (a moved disk). */
+  diskSource: DiskSource | null;
 }
 
 export interface HostRecord {
@@ -76,6 +101,7 @@ export function rowToInstance(r: Record<string, any>): InstanceRecord {
     diskBytes: r.disk_bytes == null ? null : Number(r.disk_bytes), busy: fromDbBool(r.busy),
     fault: fromJson(r.fault, null), lastTaskResult: fromJson(r.last_task_result, null), lastEvent: r.last_event ?? null,
     observedAt: r.observed_at ?? null, createdAt: r.created_at, updatedAt: r.updated_at,
+    peer: fromJson<InstancePeer | null>(r.peer, null), diskSource: fromJson<DiskSource | null>(r.disk_source, null),
   };
 }
 
@@ -92,6 +118,7 @@ export function instanceToRow(i: InstanceRecord): Record<string, unknown> {
     pid: i.pid, disk_bytes: i.diskBytes, busy: toDbBool(i.busy), fault: i.fault ? toJson(i.fault) : null,
     last_task_result: i.lastTaskResult ? toJson(i.lastTaskResult) : null, last_event: i.lastEvent,
     observed_at: i.observedAt, created_at: i.createdAt, updated_at: i.updatedAt,
+    peer_host: i.peer?.host ?? null, peer: i.peer ? toJson(i.peer) : null, disk_source: i.diskSource ? toJson(i.diskSource) : null,
   };
 }
 
@@ -117,6 +144,14 @@ export class ComputeStore {
     if (f.host) q = q.where('host', '=', f.host);
     if (f.projectId) q = q.where('project_id', '=', f.projectId);
     return (await q.execute()).map(rowToInstance);
+  }
+
+  /** What a host's agent must see: instances on the host and copies of moving ones left there. */
+  async listForHost(host: string, tx: Db = this.db): Promise<InstanceRecord[]> {
+    const rows = await tx.selectFrom('compute_instances').selectAll()
+      .where((eb) => eb.or([eb('host', '=', host), eb('peer_host', '=', host)]))
+      .orderBy('created_at').orderBy('id').execute();
+    return rows.map(rowToInstance);
   }
 
   async insertInstance(i: InstanceRecord, tx: Db = this.db): Promise<void> {

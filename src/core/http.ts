@@ -89,7 +89,7 @@ export function createHttpApp(opts: HttpOptions): App {
     const seconds = reply.elapsedTime / 1000;
     requests.inc({ service, method: req.method, status: String(reply.statusCode) });
     duration.observe({ service, method: req.method }, seconds);
-    req.log.info({ method: req.method, url: req.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime) },
+    req.log.info({ method: req.method, url: redactTokens(req.url), status: reply.statusCode, ms: Math.round(reply.elapsedTime) },
       'request');
   });
 
@@ -110,6 +110,11 @@ declare module 'fastify' {
   interface FastifyInstance {
     metrics: client.Registry;
   }
+}
+
+/** Credentials carried in URLs (console tokens in `token=`, also URL-encoded inside `path=`) stay out of logs. */
+export function redactTokens(url: string): string {
+  return url.replace(/(token(?:=|%3D))[^&%#]+/gi, '$1***');
 }
 
 function serviceOf(url: string): string {

@@ -103,7 +103,7 @@ export function createIdentity(ctx: ServiceContext): IdentityModule {
   const module: IdentityModule = {
     name: 'identity',
     prefix: '/identity',
-    migrations: identityMigrations,
+    migrations: { ...identityMigrations, '0002_seal_credential_blobs': core.blobs.migration() },
     catalog: [{ type: 'identity', name: 'keystone', description: 'Identity (Keystone v3)', path: '/identity/v3' }],
 
     async routes(app: App) {
@@ -148,7 +148,7 @@ export function createIdentity(ctx: ServiceContext): IdentityModule {
       const r = await core.db.selectFrom('identity_credentials').selectAll()
         .where('id', '=', ec2Id(access)).where('type', '=', 'ec2').executeTakeFirst();
       if (!r || !r.project_id) return undefined;
-      const blob = fromJson<{ access?: string; secret?: string }>(r.blob, {});
+      const blob = fromJson<{ access?: string; secret?: string }>(core.blobs.open(r.blob), {});
       if (blob.access !== access || typeof blob.secret !== 'string') return undefined;
       return { access, secret: blob.secret, userId: r.user_id, projectId: r.project_id };
     },

@@ -10,7 +10,9 @@ import { join } from 'node:path';
 /** Staged + primary + one secondary, as Keystone's default max_active_keys (3). */
 export const MAX_ACTIVE_KEYS = 3;
 
-export const keyDir = (dataDir: string) => join(dataDir, 'token-keys');
+/** Key repositories: token keys, and the keys that seal stored credential blobs (credentials.ts). */
+export type KeyRepo = 'token-keys' | 'credential-keys';
+export const keyDir = (dataDir: string, repo: KeyRepo = 'token-keys') => join(dataDir, repo);
 
 function writeKey(dir: string, n: number): void {
   const tmp = join(dir, `.tmp-${n}-${process.pid}`);
@@ -23,8 +25,8 @@ function keyNumbers(dir: string): number[] {
 }
 
 /** Creates the repository (staged key 0 and primary key 1) if it does not exist yet. */
-export function ensureKeys(dataDir: string): void {
-  const dir = keyDir(dataDir);
+export function ensureKeys(dataDir: string, repo: KeyRepo = 'token-keys'): void {
+  const dir = keyDir(dataDir, repo);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const nums = keyNumbers(dir);
   if (!nums.includes(0)) writeKey(dir, 0);
@@ -52,8 +54,8 @@ export class KeyRing {
   private mtimeMs = -1;
   private checkedAt = 0;
 
-  constructor(private readonly dataDir: string, private readonly recheckMs = 500) {
-    ensureKeys(dataDir);
+  constructor(private readonly dataDir: string, private readonly recheckMs = 500, private readonly repo: KeyRepo = 'token-keys') {
+    ensureKeys(dataDir, repo);
     this.reload();
   }
 
@@ -62,15 +64,15 @@ export class KeyRing {
     const now = Date.now();
     if (!force && now - this.checkedAt < this.recheckMs) return;
     this.checkedAt = now;
-    const dir = keyDir(this.dataDir);
+    const dir = keyDir(this.dataDir, this.repo);
     let m: number;
     try { m = statSync(dir).mtimeMs; } catch { m = -2; }
     if (m !== this.mtimeMs) this.reload();
   }
 
   private reload(): void {
-    const dir = keyDir(this.dataDir);
-    if (!existsSync(dir)) ensureKeys(this.dataDir);
+    const dir = keyDir(this.dataDir, this.repo);
+    if (!existsSync(dir)) ensureKeys(this.dataDir, this.repo);
     this.mtimeMs = statSync(dir).mtimeMs;
     const keys = new Map<number, Buffer>();
     for (const n of keyNumbers(dir)) {
@@ -79,7 +81,7 @@ export class KeyRing {
         if (k.length === 32) keys.set(n, k);
       } catch { /* removed meanwhile: skip */ }
     }
-    if (keys.size === 0) throw new Error(`no usable token keys in ${dir}`);
+    if (keys.size === 0) throw new Error(`no usable keys in ${dir}`);
     this.keys = keys;
     this.primaryId = Math.max(...keys.keys());
   }

@@ -78,6 +78,7 @@ export async function rolesByIds(db: IdentityDb, ids: Iterable<string>): Promise
   return db.selectFrom('identity_roles').selectAll().where('id', 'in', list).orderBy('name').execute();
 }
 
+/** The roles a token carries: assigned and implied ones, less domain-specific roles (they only carry what they imply). */
 export async function effectiveRoles(db: IdentityDb, userId: string, target: Target): Promise<RoleRow[]> {
-  return rolesByIds(db, await expandImplied(db, await assignedRoleIds(db, userId, target)));
+  return (await rolesByIds(db, await expandImplied(db, await assignedRoleIds(db, userId, target)))).filter((r) => !r.domain_id);
 }

@@ -6,6 +6,7 @@ import type { ServiceContext } from '../core/service.js';
 import { badRequest, forbidden, notFound, unauthorized } from '../core/errors.js';
 import { hexId } from '../core/ids.js';
 import type { KeyRing } from './keys.js';
+import { CredentialBlobs } from './credentials.js';
 import { verifyPassword } from './passwords.js';
 import { effectiveRoles, type Target } from './roles.js';
 import {
@@ -40,9 +41,12 @@ interface RefById { id?: string; name?: string; domain?: { id?: string; name?: s
 
 export class IdentityCore {
   readonly db: IdentityDb;
+  /** Seals and opens the blobs of identity_credentials. */
+  readonly blobs: CredentialBlobs;
 
   constructor(readonly ctx: ServiceContext, readonly ring: KeyRing) {
     this.db = typed(ctx.db);
+    this.blobs = new CredentialBlobs(ctx.cfg.dataDir);
   }
 
   private get ttlMs(): number { return this.ctx.cfg.identity.tokenExpirationSeconds * 1000; }
@@ -101,6 +105,7 @@ export class IdentityCore {
     let auditIds = [newAuditId()];
     let scope = await this.requestedScope(auth.scope);
     let appCred: AppCredRow | undefined;
+    let tokenMethods = [method];
 
     if (method === 'password') {
       user = await this.passwordUser(body);
@@ -111,6 +116,8 @@ export class IdentityCore {
       user = parent.user;
       expiresAt = parent.payload.expiresAt;
       auditIds = [auditIds[0]!, parent.payload.auditIds.at(-1)!];
+      // As Keystone: a rescoped token keeps how the user first proved who they are, plus 'token'.
+      tokenMethods = [...new Set([...parent.payload.methods, 'token'])];
     } else {
       appCred = await this.appCredFor(body);
       user = (await this.user(appCred.user_id))!;
@@ -129,7 +136,7 @@ export class IdentityCore {
       }
     }
     const payload: TokenPayload = {
-      userId: user.id, methods: [method], scope, issuedAt: now, expiresAt, auditIds, appCredId: appCred?.id,
+      userId: user.id, methods: tokenMethods, scope, issuedAt: now, expiresAt, auditIds, appCredId: appCred?.id,
     };
     const data = await this.load(sealToken(this.ring, payload), payload, { issuing: true });
     if (scope.kind !== 'unscoped' && data.roles.length === 0) {
@@ -172,6 +179,14 @@ export class IdentityCore {
   }
 
   /** Password method, with lockout; every failure looks the same whether or not the user exists. */
+  /**
+   * Checks a user's password as a login does (lockout counted, same answer for every failure):
+   * the proof a password change needs, so that the change API cannot be used to guess passwords.
+   */
+  checkPassword(userId: string, password: string): Promise<UserRow> {
+    return this.passwordUser({ user: { id: userId, password } });
+  }
+
   private async passwordUser(body: any): Promise<UserRow> {
     const u = body.user;
     if (!u || typeof u !== 'object') throw badRequest("Expecting to find 'user' in password.");

@@ -6,11 +6,43 @@ import { tapNameFor } from '../agent/dataplane/model.js';
 import type { RequestedNic, ServerNetworking, ServerNic } from '../compute/servers/networking.js';
 import type { NetworkModule } from '../network/index.js';
 import { projectCaller } from '../network/service.js';
+import type { Doc } from '../network/store.js';
 import { networkDataOf } from './network-data.js';
 
 export function serverNetworking(network: NetworkModule): ServerNetworking {
   const svc = network.service;
   const store = svc.core.store;
+
+  // Nova's `addresses` for many servers in a fixed number of queries (ports, networks, floating IPs).
+  const addressesOf = async (serverIds: string[]): Promise<Map<string, Record<string, unknown[]>>> => {
+    const out = new Map<string, Record<string, unknown[]>>();
+    const ports: Doc[] = [];
+    for (let i = 0; i < serverIds.length; i += 500) ports.push(...await store.find('port', { device_id: serverIds.slice(i, i + 500) }));
+    const own = ports.filter((p) => String(p.device_owner).startsWith('compute:'));
+    if (!own.length) return out;
+    const nets = new Map((await store.find('network', { id: [...new Set(own.map((p) => p.network_id as string))] })).map((n) => [n.id, n]));
+    const fips = new Map<string, Doc[]>();
+    for (let i = 0; i < own.length; i += 500) {
+      for (const f of await store.find('floatingip', { port_id: own.slice(i, i + 500).map((p) => p.id) })) {
+        fips.set(f.port_id as string, [...(fips.get(f.port_id as string) ?? []), f]);
+      }
+    }
+    for (const p of own) {
+      const server = String(p.device_id);
+      const byNet = out.get(server) ?? {};
+      out.set(server, byNet);
+      const list = (byNet[String(nets.get(p.network_id)?.name || p.network_id)] ??= []);
+      for (const f of p.fixed_ips as { ip_address: string }[]) {
+        list.push({ addr: f.ip_address, version: f.ip_address.includes(':') ? 6 : 4, 'OS-EXT-IPS:type': 'fixed', 'OS-EXT-IPS-MAC:mac_addr': p.mac_address });
+        for (const fip of fips.get(p.id) ?? []) {
+          if (fip.fixed_ip_address === f.ip_address) {
+            list.push({ addr: fip.floating_ip_address, version: 4, 'OS-EXT-IPS:type': 'floating', 'OS-EXT-IPS-MAC:mac_addr': p.mac_address });
+          }
+        }
+      }
+    }
+    return out;
+  };
 
   return {
     networkData: (serverId) => networkDataOf(network, serverId),
@@ -134,23 +166,9 @@ export function serverNetworking(network: NetworkModule): ServerNetworking {
     },
 
     async addresses(serverId) {
-      const ports = (await svc.serverPorts(serverId)).filter((p) => String(p.device_owner).startsWith('compute:'));
-      if (!ports.length) return {};
-      const nets = new Map((await store.find('network', { id: [...new Set(ports.map((p) => p.network_id as string))] })).map((n) => [n.id, n]));
-      const out: Record<string, unknown[]> = {};
-      for (const p of ports) {
-        const name = String(nets.get(p.network_id)?.name || p.network_id);
-        const list = (out[name] ??= []);
-        for (const f of p.fixed_ips as { ip_address: string }[]) {
-          list.push({ addr: f.ip_address, version: f.ip_address.includes(':') ? 6 : 4, 'OS-EXT-IPS:type': 'fixed', 'OS-EXT-IPS-MAC:mac_addr': p.mac_address });
-          for (const fip of await store.find('floatingip', { port_id: p.id })) {
-            if (fip.fixed_ip_address === f.ip_address) {
-              list.push({ addr: fip.floating_ip_address, version: 4, 'OS-EXT-IPS:type': 'floating', 'OS-EXT-IPS-MAC:mac_addr': p.mac_address });
-            }
-          }
-        }
-      }
-      return out;
+      return (await addressesOf([serverId])).get(serverId) ?? {};
     },
+
+    addressesOf,
   };
 }

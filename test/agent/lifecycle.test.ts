@@ -11,6 +11,7 @@ import { startTestCloud, type TestCloud } from '../helpers/cloud.js';
 import { guestPids, serveTestImage, testAgent, TEST_IMAGE_ID, until, type TestAgent } from '../helpers/agent.js';
 import { QmpClient } from '../../src/agent/hypervisor/qemu/qmp.js';
 import { QemuDriver } from '../../src/agent/hypervisor/qemu/driver.js';
+import { cgroupRoot } from '../../src/agent/hypervisor/qemu/process.js';
 import pino from 'pino';
 import type { ComputeService } from '../../src/compute/service.js';
 import type { InstanceRecord } from '../../src/compute/store.js';
@@ -93,7 +94,7 @@ test('boots the test image with a config drive; the console shows the key finger
   assert.equal(argv[argv.indexOf('-nic') + 1], 'none');
   const cg = readFileSync(`/proc/${running.pid}/cgroup`, 'utf8');
   if (existsSync('/sys/fs/cgroup/unified/stratus.slice') || existsSync('/sys/fs/cgroup/stratus.slice')) {
-    assert.match(cg, new RegExp(`stratus.slice/instance-${id}.scope`));
+    assert.match(cg, new RegExp(`stratus.slice/(host-[^/]+\\.slice/)?instance-${id}.scope`));
   }
   assert.equal(await qmpStatus(id), 'running');
 });
@@ -229,7 +230,7 @@ test('delete leaves no process, file, socket or cgroup behind', async () => {
   assert.ok(!existsSync(`/proc/${pid}`) || !readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(id), 'QEMU gone');
   assert.ok(!existsSync(dirOf(id)), 'instance directory gone');
   assert.ok(!existsSync(join(tc.dataDir, 'agent', 'state', `${id}.json`)), 'agent record gone');
-  for (const root of ['/sys/fs/cgroup/unified/stratus.slice', '/sys/fs/cgroup/stratus.slice']) {
+  for (const root of ['/sys/fs/cgroup/unified/stratus.slice', '/sys/fs/cgroup/stratus.slice', cgroupRoot(agent.host) ?? '/nonexistent']) {
     assert.ok(!existsSync(join(root, `instance-${id}.scope`)), 'cgroup gone');
   }
   const ps = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' });

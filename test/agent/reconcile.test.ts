@@ -97,6 +97,24 @@ test('spawn, converge actions, and no repeated work for an unchanged desired sta
   assert.equal(driver.guests.has(i.id), false);
 });
 
+test('the report at the end of a converge is final: not busy, so ACTIVE needs no observe() tick', async () => {
+  const { r, sync } = makeAgent();
+  const i = await svc.createInstance({ projectId: 'p', name: 'settled', imageId: 'img', vcpus: 1, ramMb: 128, diskGb: 0, host: HOST });
+  await sync(); // converge and its own report only: no observe() pass
+  let rec = (await svc.getInstance(i.id))!;
+  assert.equal(rec.powerState, 'running');
+  assert.equal(rec.busy, false);
+  await svc.pause(i.id);
+  await sync();
+  rec = (await svc.getInstance(i.id))!;
+  assert.equal(rec.powerState, 'paused');
+  assert.equal(rec.busy, false);
+  assert.equal(rec.observedGeneration, rec.generation);
+  await r.observe();
+  await svc.deleteInstance(i.id);
+  await sync();
+});
+
 test('a guest that stops on its own is recorded as shut off, not restarted', async () => {
   const { driver, r, sync } = makeAgent();
   const i = await svc.createInstance({ projectId: 'p', name: 'drift', imageId: 'img', vcpus: 1, ramMb: 128, diskGb: 0, host: HOST });

@@ -6,7 +6,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import WebSocket from 'ws';
@@ -14,6 +14,9 @@ import { api, startTestCloud, type TestCloud } from '../helpers/cloud.js';
 import { TEST_IMAGE, testAgent, until, type TestAgent } from '../helpers/agent.js';
 import { QemuDriver } from '../../src/agent/hypervisor/qemu/driver.js';
 import { fakeHost } from './fake-agent.js';
+import { CHROMIUM, openPage } from '../helpers/browser.js';
+import { redactTokens } from '../../src/core/http.js';
+import { consoleConfig } from '../../src/compute/consoles/service.js';
 
 let tc: TestCloud;
 let agent: TestAgent | undefined;
@@ -96,7 +99,7 @@ async function refusedStatus(url: string): Promise<number | undefined> {
   }
 }
 
-test('noVNC console through the CLI and the proxy; policy, bad input, expiry, delete', { skip, timeout: 600_000 }, async () => {
+test('noVNC console through the CLI and the proxy; policy, bad input, expiry, delete', { skip, timeout: 600_000 }, async (t) => {
   const s = await tc.openstackJson(['server', 'create', '--image', 'stratus-test', '--flavor', 'm1.nano', '--wait', 'con-1']);
   assert.equal(s.status, 'ACTIVE');
   const id: string = s.id;
@@ -126,8 +129,31 @@ test('noVNC console through the CLI and the proxy; policy, bad input, expiry, de
   await c1.closed;
   await until('the proxy to drop the VNC socket', () => tc.cloud.compute.consoleProxy.connections === 0, 10_000);
 
+  // A real browser, when Debian's chromium is installed: the noVNC page connects through the proxy.
+  if (CHROMIUM) {
+    const page = await openPage(shown.url);
+    try {
+      const status = await until('noVNC to connect', async () => {
+        const text = await page.evaluate<string>("document.getElementById('status')?.textContent ?? ''");
+        return /^Connected to /.test(text) ? text : null;
+      }, 60_000);
+      assert.match(status, new RegExp(id), 'noVNC shows the guest\'s desktop name');
+      if (process.env.STRATUS_TEST_SCREENSHOTS) writeFileSync(join(process.env.STRATUS_TEST_SCREENSHOTS, 'novnc.png'), await page.screenshot());
+    } finally {
+      await page.close();
+    }
+    await until('the proxy to drop the browser\'s console', () => tc.cloud.compute.consoleProxy.connections === 0, 15_000);
+  } else {
+    t.diagnostic('chromium is not installed: the browser check is skipped');
+  }
+
   // Tokens: a bogus one, a wrong Origin, and an expired one are refused before the handshake.
   assert.equal(await refusedStatus(wsUrl.replace(/token=[^&]+/, 'token=bogus')), 401);
+  assert.equal(await refusedStatus(`ws://${new URL(tc.url).host}/compute/v2.1/servers`), 404, 'other upgrades are not left hanging');
+  // The request log never shows the token (the noVNC page URL carries it, URL-encoded).
+  const pageUrl = new URL(shown.url);
+  const shownToken = new URL(wsUrl).searchParams.get('token')!;
+  assert.ok(pageUrl.search.includes(shownToken) && !redactTokens(pageUrl.pathname + pageUrl.search).includes(shownToken));
   await assert.rejects(new Promise<void>((resolve, reject) => {
     const ws = new WebSocket(wsUrl, { origin: 'http://evil.example' });
     ws.once('open', () => { ws.close(); resolve(); });
@@ -144,6 +170,7 @@ test('noVNC console through the CLI and the proxy; policy, bad input, expiry, de
   // Stored hashed: the token itself is nowhere in the table.
   const rows = await tc.cloud.db.kysely.selectFrom('compute_console_tokens').selectAll().execute();
   assert.ok(rows.length >= 2 && rows.every((r) => !Object.values(r).includes(token)));
+  assert.ok(rows.every((r) => Date.parse(r.expires_at) - Date.parse(r.created_at) === 600_000), 'default TTL: 10 minutes');
 
   // os-console-auth-tokens (admins; details of VNC consoles from 2.31).
   const info = await api(tc.url, 'GET', `/compute/v2.1/os-console-auth-tokens/${token}`, { token: adminToken, headers: mv('2.31') });
@@ -240,4 +267,13 @@ test('remote agent case: the guest\'s VNC server on TCP (--console-listen), reac
     if (id) await drv.destroy(id);
     await host.stop();
   }
+});
+
+test('console settings: compute.console in stratus.yaml over the defaults', () => {
+  assert.deepEqual(consoleConfig(undefined), { tokenTtlSec: 600, proxyBaseUrl: undefined, novncDir: '/usr/share/novnc', allowedOrigins: [] });
+  const c = consoleConfig({ console: { tokenTtlSec: 30, proxyBaseUrl: 'https://cloud.example/compute/console/', allowedOrigins: ['dash.example:8443'] } });
+  assert.equal(c.tokenTtlSec, 30);
+  assert.equal(c.proxyBaseUrl, 'https://cloud.example/compute/console');
+  assert.deepEqual(c.allowedOrigins, ['dash.example:8443']);
+  assert.equal(consoleConfig({ console: { tokenTtlSec: -1 } }).tokenTtlSec, 600, 'a bad TTL falls back to the default');
 });

@@ -2,6 +2,7 @@
 // compute service's typed interface, watches the host's desired state and reports it as
 // reached, the way a real agent does after driving QEMU. Real guests boot in e2e tests.
 import type { TestCloud } from '../helpers/cloud.js';
+import { Readable } from 'node:stream';
 import type { AgentCall, DesiredInstance, ObservedInstance } from '../../src/compute/agent-protocol.js';
 
 export interface FakeHost {
@@ -38,6 +39,13 @@ export async function fakeHost(tc: TestCloud, name: string, size: { vcpus?: numb
     }
     return o;
   };
+  // Cold migration: the fake disk goes through the controller's staging like a real one.
+  const exported = new Map<string, ObservedInstance['taskResult']>();
+  const exportDisk = async (d: DesiredInstance) => {
+    if (d.task?.type !== 'export-disk' || exported.has(d.task.id)) return;
+    const staged = await svc.transfers.receive(d.task.migrationId, Readable.from([Buffer.from(`fake disk of ${d.id}`)]), 1024);
+    exported.set(d.task.id, { taskId: d.task.id, ok: true, result: { ...staged } });
+  };
 
   const last = new Map<string, string>();
   let since = -1;
@@ -50,7 +58,12 @@ export async function fakeHost(tc: TestCloud, name: string, size: { vcpus?: numb
         const result = await opts.answer!(call).then((r) => ({ ok: true, result: r }), (e: Error) => ({ ok: false, error: e.message }));
         await svc.calls.complete(name, call.id, result);
       }
-      const obs = st.instances.map(observe).filter((o) => {
+      for (const d of st.instances) await exportDisk(d);
+      const obs = st.instances.map((d) => {
+        const o = observe(d);
+        if (d.task && exported.has(d.task.id)) o.taskResult = exported.get(d.task.id);
+        return o;
+      }).filter((o) => {
         const key = JSON.stringify({ ...o, fault: o.fault && o.fault.message });
         if (last.get(o.id) === key) return false;
         last.set(o.id, key);

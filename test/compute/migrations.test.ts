@@ -123,3 +123,120 @@ test('resizes are recorded; os-migrations filters, pages and shows them to admin
   assert.equal((await api(tc.url, 'GET', `${V}/servers/${id}/migrations`, { token: demo, headers: mv('2.80') })).status, 403);
   assert.equal((await api(tc.url, 'GET', `${V}/servers/nope/migrations`, { token: admin, headers: mv('2.80') })).status, 404);
 });
+
+// Moves between two simulated hosts: the agent protocol, placement and records, without guests
+// (real guests and disks move in migrate.test.ts).
+test('cold migrate, resize elsewhere, confirm/revert, rollback and refusals between two hosts', async () => {
+  const pl = tc.cloud.placement.client;
+  const svc = tc.cloud.compute.service;
+  const r = await api(tc.url, 'POST', `${V}/servers`, { token: admin, body: { server: { name: 'mover', imageRef: IMG, flavorRef: '42' } } });
+  const id = r.body.server.id;
+  await waitStatus(id, 'ACTIVE');
+  const hostOf = async () => (await api(tc.url, 'GET', `${V}/servers/${id}`, { token: admin })).body.server['OS-EXT-SRV-ATTR:host'];
+  const source = await hostOf();
+
+  // Only one host: a clear 400, nothing changes.
+  const lone = await api(tc.url, 'POST', `${V}/servers/${id}/action`, { token: admin, body: { migrate: null } });
+  assert.equal(lone.status, 400, lone.text);
+  assert.match(lone.body.badRequest.message, /No valid host/);
+  assert.equal((await waitStatus(id, 'ACTIVE'))['OS-EXT-SRV-ATTR:host'], source);
+  assert.deepEqual(Object.keys((await pl.getAllocations(id)).allocations).length, 1);
+
+  hosts.push(await fakeHost(tc, 'fake-m2', { vcpus: 4, memoryMb: 4096, diskGb: 50 }));
+  // Demo cannot migrate; a host before 2.56 or an unknown one is refused.
+  assert.equal((await api(tc.url, 'POST', `${V}/servers/${id}/action`, { token: demo, body: { migrate: null } })).status, 404, 'not even visible to demo');
+  assert.equal((await api(tc.url, 'POST', `${V}/servers/${id}/action`, { token: admin, body: { migrate: { host: 'fake-m2' } } })).status, 400, 'host needs 2.56');
+  assert.equal((await api(tc.url, 'POST', `${V}/servers/${id}/action`, { token: admin, headers: mv('2.56'), body: { migrate: { host: 'nowhere' } } })).status, 400);
+  assert.equal((await api(tc.url, 'POST', `${V}/servers/${id}/action`, { token: admin, headers: mv('2.56'), body: { migrate: { host: source } } })).status, 400);
+
+  // Migrate → VERIFY_RESIZE on the other host; the source allocation is held by the migration.
+  const mig = await api(tc.url, 'POST', `${V}/servers/${id}/action`, { token: admin, headers: mv('2.56'), body: { migrate: { host: 'fake-m2' } } });
+  assert.equal(mig.status, 202, mig.text);
+  const moved = await waitStatus(id, 'VERIFY_RESIZE');
+  assert.equal(moved['OS-EXT-SRV-ATTR:host'], 'fake-m2');
+  let [m] = (await api(tc.url, 'GET', `${V}/os-migrations?instance_uuid=${id}&migration_type=migration`, { token: admin, headers: mv('2.59') })).body.migrations;
+  assert.equal(m.status, 'finished');
+  assert.equal(m.source_compute, source);
+  assert.equal(m.dest_compute, 'fake-m2');
+  const provider = async (consumer: string) => Object.keys((await pl.getAllocations(consumer)).allocations);
+  const uuidOf = async (name: string) => (await tc.cloud.compute.nova.hosts.find(name))!.uuid;
+  assert.deepEqual(await provider(m.uuid), [await uuidOf(source)], 'the migration holds the source');
+  assert.deepEqual(await provider(id), [await uuidOf('fake-m2')], 'the server holds the destination');
+  const inst = await svc.getInstance(id);
+  assert.equal(inst!.host, 'fake-m2');
+  assert.equal(inst!.peer?.host, source, 'the source copy is kept until confirm');
+  assert.equal(inst!.diskSource, null, 'transfer finished');
+  assert.equal(svc.transfers.has(m.uuid), false, 'staged disk removed');
+
+  assert.equal((await tc.openstack(['server', 'resize', 'confirm', id])).code, 0);
+  await waitStatus(id, 'ACTIVE');
+  m = (await api(tc.url, 'GET', `${V}/os-migrations?instance_uuid=${id}&migration_type=migration`, { token: admin, headers: mv('2.59') })).body.migrations[0];
+  assert.equal(m.status, 'confirmed');
+  assert.deepEqual(await provider(m.uuid), [], 'confirm released the source');
+  assert.equal((await svc.getInstance(id))!.peer, null, 'source copy deleted');
+
+  // Resize prefers the other host; revert brings it back with the old flavor and allocation.
+  assert.equal((await tc.openstack(['server', 'resize', '--flavor', 'm1.micro', id])).code, 0);
+  const rs = await waitStatus(id, 'VERIFY_RESIZE');
+  assert.equal(rs['OS-EXT-SRV-ATTR:host'], source);
+  assert.equal((await svc.getInstance(id))!.ramMb, 256);
+  assert.equal((await tc.openstack(['server', 'resize', 'revert', id])).code, 0);
+  const back = await waitStatus(id, 'ACTIVE');
+  assert.equal(back['OS-EXT-SRV-ATTR:host'], 'fake-m2');
+  assert.equal(back.flavor.id, '42');
+  const after = await svc.getInstance(id);
+  assert.equal(after!.ramMb, 192);
+  assert.equal(after!.peer, null);
+  const rm = (await api(tc.url, 'GET', `${V}/os-migrations?instance_uuid=${id}&migration_type=resize`, { token: admin, headers: mv('2.59') })).body.migrations[0];
+  assert.equal(rm.status, 'reverted');
+  assert.deepEqual(await provider(rm.uuid), []);
+  const alloc = (await pl.getAllocations(id)).allocations;
+  assert.deepEqual(Object.keys(alloc), [await uuidOf('fake-m2')]);
+  assert.equal(Object.values(alloc)[0]!.resources.MEMORY_MB, 192);
+
+  // The destination fails to spawn: rolled back to the source, ACTIVE, migration error, nothing leaked.
+  hosts[0]!.failSpawns = true;
+  assert.equal((await api(tc.url, 'POST', `${V}/servers/${id}/action`, { token: admin, body: { migrate: null } })).status, 202);
+  const failed = await until(async () => {
+    const x = (await api(tc.url, 'GET', `${V}/os-migrations?instance_uuid=${id}&migration_type=migration`, { token: admin, headers: mv('2.59') })).body.migrations[0];
+    return x.status === 'error' ? x : undefined;
+  });
+  hosts[0]!.failSpawns = false;
+  const rolled = await waitStatus(id, 'ACTIVE');
+  assert.equal(rolled['OS-EXT-SRV-ATTR:host'], 'fake-m2');
+  assert.deepEqual(await provider(failed.uuid), []);
+  assert.deepEqual(await provider(id), [await uuidOf('fake-m2')]);
+  assert.equal((await svc.getInstance(id))!.peer, null, 'the failed copy is deleted');
+  assert.equal(svc.transfers.has(failed.uuid), false);
+  const actions = await tc.openstackJson(['server', 'event', 'list', id]);
+  assert.ok(actions.some((a: any) => a.Action === 'migrate'));
+
+  // A project member cannot migrate their own server (admin policy): 403 through the real CLI.
+  const mine = await api(tc.url, 'POST', `${V}/servers`, { token: demo, body: { server: { name: 'demo-mover', imageRef: IMG, flavorRef: '42' } } });
+  assert.equal(mine.status, 202, mine.text);
+  await waitStatus(mine.body.server.id, 'ACTIVE');
+  const denied = await tc.openstack(['server', 'migrate', mine.body.server.id], { as: 'demo' });
+  assert.notEqual(denied.code, 0);
+  assert.match(denied.stderr, /403|not allowed|[Pp]olicy/);
+  assert.equal((await api(tc.url, 'POST', `${V}/servers/${mine.body.server.id}/action`, { token: demo, body: { migrate: null } })).status, 403);
+  assert.equal((await tc.openstack(['server', 'delete', '--wait', mine.body.server.id], { as: 'demo' })).code, 0);
+
+  // Delete while waiting for confirm: both copies and both allocations go.
+  assert.equal((await api(tc.url, 'POST', `${V}/servers/${id}/action`, { token: admin, body: { migrate: null } })).status, 202);
+  await waitStatus(id, 'VERIFY_RESIZE');
+  const last = (await api(tc.url, 'GET', `${V}/os-migrations?instance_uuid=${id}&limit=1`, { token: admin, headers: mv('2.59') })).body.migrations[0];
+  assert.equal((await tc.openstack(['server', 'delete', '--wait', id])).code, 0);
+  assert.equal(await svc.getInstance(id), undefined);
+  assert.deepEqual(await provider(id), []);
+  assert.deepEqual(await provider(last.uuid), []);
+});
+
+async function until<T>(fn: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 150));
+  }
+}

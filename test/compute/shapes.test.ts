@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FileImageSource } from '../../src/compute/images.js';
+import { tailLines } from '../../src/compute/servers/operations.js';
 import { api, startTestCloud, type TestCloud } from '../helpers/cloud.js';
 import { issue } from '../identity/helpers.js';
 import { fakeHost, type FakeHost } from './fake-agent.js';
@@ -134,4 +135,12 @@ test('servers: accessIPv6 stored canonical, ip/ip6 filters match addresses, limi
   assert.equal(bad.status, 400);
   await tc.openstack(['server', 'delete', '--wait', id]);
   await tc.openstack(['network', 'delete', 'shape-net']);
+});
+
+test('console output tails as Nova does: at most N pieces when split on newlines', () => {
+  assert.equal(tailLines('a\nb\nc\nd\n', 3), 'c\nd\n');
+  assert.equal(tailLines('a\nb\nc\nd', 3), 'b\nc\nd');
+  assert.equal(tailLines('a\nb\nc\nd\n', 3).split('\n').length, 3);
+  assert.equal(tailLines('only', 5), 'only');
+  assert.equal(tailLines('a\nb', 0), '');
 });

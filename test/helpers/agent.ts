@@ -38,7 +38,9 @@ export function serveTestImage(tc: TestCloud): void {
 
 /**
  * `dataDir` (default: the cloud's) must differ for a second agent of the same cloud: an agent
- * claims DATA_DIR/agent (pid file, metadata socket, network layout). Its token stays the cloud's.
+ * claims DATA_DIR/agent (pid file, metadata socket, network layout), and the same guest on two
+ * hosts (a migration) must not share an instance directory. Its token stays the cloud's. Keep it
+ * short: QMP/VNC socket paths under it must stay below the 108-byte unix socket limit.
  */
 export function testAgent(tc: TestCloud, opts: { host?: string; args?: string[]; dataDir?: string } = {}): TestAgent {
   const host = opts.host ?? `test-host-${Math.random().toString(36).slice(2, 8)}`;
@@ -92,10 +94,12 @@ export function testAgent(tc: TestCloud, opts: { host?: string; args?: string[];
       for (const pid of guestPids(dataDir)) {
         try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
       }
-      // Their cgroups too (empty once the processes are gone).
+      // Their cgroups too (empty once the processes are gone), in the agent's own slice (a host
+      // named explicitly gets one: see QemuDriverOptions.cgroupTag).
       const dir = join(dataDir, 'agent', 'instances');
-      const root = cgroupRoot();
+      const root = cgroupRoot(host);
       if (existsSync(dir)) for (const id of readdirSync(dir)) await removeCgroup(guestCgroup(root, id));
+      await removeCgroup(root);
       if (existsSync(layoutFile(dataDir))) await dataplaneFor(readLayout(dataDir)).purge();
     },
   };

@@ -76,7 +76,7 @@ test('system, domain and unscoped tokens', async () => {
     body: { auth: { identity: { methods: ['token'], token: { id: proj.token } }, scope: { system: { all: true } } } },
   });
   assert.equal(r.status, 201, r.text);
-  assert.deepEqual(r.body.token.methods, ['token']);
+  assert.deepEqual(r.body.token.methods, ['password', 'token'], 'a rescoped token keeps the original method, as in Keystone');
   assert.equal(r.body.token.audit_ids[1], proj.body.token.audit_ids[0]);
   assert.equal(r.body.token.expires_at, proj.body.token.expires_at);
 });

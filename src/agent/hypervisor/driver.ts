@@ -90,12 +90,47 @@ export type VncAddress = { unixSocket: string } | { host: string; port: number }
 
 export type RebootKind = 'soft' | 'hard';
 
+/** Where a destination host listens for incoming live migrations (its migration address and port range). */
+export interface MigrationListen {
+  host: string;
+  ports: [number, number];
+}
+
+/** What a prepared destination tells the source: memory stream and writable NBD export of the root disk. */
+export interface IncomingMigration {
+  /** QEMU migration URI, `tcp:HOST:PORT`. */
+  uri: string;
+  /** NBD URI of the destination's root disk, `nbd:HOST:PORT:exportname=NAME`. */
+  diskUri: string;
+}
+
+export interface MigrationProgress {
+  phase: 'disk' | 'memory' | 'switchover' | 'done';
+  diskDone?: number;
+  diskTotal?: number;
+  memoryDone?: number;
+  memoryTotal?: number;
+}
+
+export interface MigrateOutOptions {
+  onProgress?: (p: MigrationProgress) => void;
+  /** Aborting cancels the jobs; the guest keeps running on the source. */
+  signal?: AbortSignal;
+  /** Aborting this one forces completion: the guest is paused so the copy converges (it arrives paused). */
+  forceComplete?: AbortSignal;
+  timeoutMs?: number;
+}
+
 export interface HypervisorDriver {
   readonly hypervisorType: 'QEMU' | 'fake';
   readonly accelerator: 'KVM' | 'TCG';
 
-  /** Creates the guest's files (overlay disk on `image`, config drive) and starts it unless `start` is false. */
-  spawn(spec: InstanceSpec, image: BaseImage, configDrive: ConfigDriveSpec | undefined, opts?: { start?: boolean }): Promise<void>;
+  /**
+   * Creates the guest's files (overlay disk on `image`, config drive) and starts it unless `start`
+   * is false. With `disk`, that file (a moved guest's disk, qcow2) becomes the root disk instead —
+   * moved in, grown to the spec's size — and `image` may be null.
+   */
+  spawn(spec: InstanceSpec, image: BaseImage | null, configDrive: ConfigDriveSpec | undefined, opts?: { start?: boolean; disk?: string }): Promise<void>;
   /** Stops the process (hard) and removes every file and socket of the guest. Missing guest: no-op. */
   destroy(id: string): Promise<void>;
   powerOn(id: string): Promise<void>;
@@ -125,6 +160,16 @@ export interface HypervisorDriver {
   /** Hot-plugs a NIC (its tap must exist) and keeps it for later boots. */
   attachNic(id: string, nic: NicSpec): Promise<void>;
   detachNic(id: string, nicId: string): Promise<void>;
+
+  // Live migration with local disks (block migration); see qemu/migration.ts for the protocol.
+  /** Destination: creates the guest's files and waits for it (QEMU `-incoming`, root disk exported). Repeatable. */
+  prepareIncoming(spec: InstanceSpec, image: BaseImage, configDrive: ConfigDriveSpec | undefined, listen: MigrationListen): Promise<IncomingMigration>;
+  /** Source: copies disk, memory and device state to `to`, then stops the local process (files stay until destroy). */
+  migrateOut(id: string, to: IncomingMigration, opts?: MigrateOutOptions): Promise<{ downtimeMs?: number; totalMs: number }>;
+  /** Source: cancels a migration left in progress (e.g. by an agent restart); the guest keeps running here. */
+  abortOutgoing(id: string): Promise<void>;
+  /** Destination: waits until the guest runs here and closes the disk export; throws if the migration failed. */
+  finishIncoming(id: string, timeoutMs?: number): Promise<void>;
 }
 
 /** Thrown for requests that cannot apply in the guest's current state (e.g. resize while running). */

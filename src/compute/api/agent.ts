@@ -5,7 +5,8 @@ import { timingSafeEqual } from 'node:crypto';
 import { Type } from '@sinclair/typebox';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyRequest } from 'fastify';
-import { ApiError, notFound, unauthorized } from '../../core/errors.js';
+import type { Readable } from 'node:stream';
+import { ApiError, badRequest, conflict, notFound, unauthorized } from '../../core/errors.js';
 import type { App } from '../../core/http.js';
 import type { ImageSource } from '../images.js';
 import type { ComputeService } from '../service.js';
@@ -48,6 +49,19 @@ const Observed = Type.Object({
     result: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
   })),
   event: Type.Optional(Type.String({ maxLength: 255 })),
+  migration: Type.Optional(Type.Object({
+    id: Type.String({ minLength: 1, maxLength: 64 }),
+    state: Type.Union([Type.Literal('prepared'), Type.Literal('running'), Type.Literal('completed'), Type.Literal('finished'),
+      Type.Literal('failed'), Type.Literal('aborted')]),
+    target: Type.Optional(Type.Object({ uri: Type.String({ maxLength: 512 }), diskUri: Type.String({ maxLength: 512 }) })),
+    progress: Type.Optional(Type.Object({
+      phase: Type.Union([Type.Literal('disk'), Type.Literal('memory'), Type.Literal('switchover'), Type.Literal('done')]),
+      diskDone: Type.Optional(Type.Number({ minimum: 0 })), diskTotal: Type.Optional(Type.Number({ minimum: 0 })),
+      memoryDone: Type.Optional(Type.Number({ minimum: 0 })), memoryTotal: Type.Optional(Type.Number({ minimum: 0 })),
+    })),
+    error: Type.Optional(Type.String({ maxLength: 4096 })),
+    downtimeMs: Type.Optional(Type.Number({ minimum: 0 })),
+  })),
 });
 
 const Report = Type.Object({ instances: Type.Array(Observed, { maxItems: 10_000 }) }, { additionalProperties: false });
@@ -113,6 +127,34 @@ export function agentRoutes(app: App, opts: { service: ComputeService; images: I
         throw notFound(`call ${req.params.id} is not waiting (answered or timed out)`);
       }
       reply.code(204);
+    });
+
+    // Cold migration: the source agent uploads a stopped guest's disk for the export task it was
+    // given; the destination agent downloads it while spawning the moved guest.
+    const DiskParams = Type.Object({ host: HostName, id: Type.String({ minLength: 1, maxLength: 64 }) });
+    scope.addContentTypeParser('application/octet-stream', (_req, payload, done) => done(null, payload));
+    scope.put('/hosts/:host/instances/:id/disk', {
+      schema: { params: DiskParams, querystring: Type.Object({ migration: Type.String({ pattern: '^[0-9a-f-]{36}$' }) }) },
+    }, async (req) => {
+      const i = await opts.service.getInstance(req.params.id);
+      const task = i?.task;
+      if (!i || i.host !== req.params.host || task?.type !== 'export-disk' || task.migrationId !== req.query.migration) {
+        throw conflict(`instance ${req.params.id} on ${req.params.host} is not exporting its disk for migration ${req.query.migration}`);
+      }
+      if (!(req.body && typeof (req.body as Readable).pipe === 'function')) throw badRequest('send the disk as application/octet-stream');
+      // A flattened root disk is at most its virtual size plus qcow2 metadata.
+      const max = Math.max(i.diskGb, 1) * 1024 ** 3 * 1.1 + 64 * 1024 ** 2;
+      return opts.service.transfers.receive(req.query.migration, req.body as Readable, max);
+    });
+    scope.get('/hosts/:host/instances/:id/disk', { schema: { params: DiskParams } }, async (req, reply) => {
+      const i = await opts.service.getInstance(req.params.id);
+      if (!i || i.host !== req.params.host || !i.diskSource) throw notFound(`instance ${req.params.id} on ${req.params.host} has no moved disk to fetch`);
+      const staged = opts.service.transfers.open(i.diskSource.migrationId);
+      if (!staged) throw notFound(`the disk of migration ${i.diskSource.migrationId} is not staged`);
+      reply.header('Content-Type', 'application/octet-stream');
+      reply.header('Content-Length', String(staged.sizeBytes));
+      reply.header('X-Disk-Sha256', staged.sha256);
+      return reply.send(staged.stream);
     });
 
     scope.get('/images/:id', {

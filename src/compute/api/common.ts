@@ -52,6 +52,11 @@ export function nextLink(deps: RouteDeps, path: string, query: Record<string, un
 export const NovaBool = Type.Union([Type.Boolean(),
   Type.String({ pattern: '^(True|TRUE|true|1|ON|On|on|YES|Yes|yes|False|FALSE|false|0|OFF|Off|off|NO|No|no)$' })]);
 
+/** Nova's `flavor_param`-style integers in bodies: a JSON integer or a string of digits (bodies are not coerced). */
+export const NovaInt = (minimum: number) => Type.Union([Type.Integer({ minimum }), Type.String({ pattern: '^[0-9]+$' })]);
+export const novaInt = <T extends number | string | undefined>(v: T): T extends undefined ? number | undefined : number =>
+  (v === undefined ? undefined : Number(v)) as never;
+
 /** Nova's lenient boolean query parsing ('1', 'true', 'yes', 'on' ...); undefined when absent. */
 export function boolParam(name: string, v: unknown): boolean | undefined {
   if (v === undefined || v === null || v === '') return undefined;

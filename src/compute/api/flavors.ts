@@ -6,17 +6,17 @@ import type { App } from '../../core/http.js';
 import { badRequest, notFound } from '../../core/errors.js';
 import type { Flavor, FlavorService } from '../flavors.js';
 import { atLeast } from './microversion.js';
-import { allow, boolParam, caller, NovaBool, intParam, lastOf, links, oneOf, type Query, type RouteDeps } from './common.js';
+import { allow, boolParam, caller, NovaBool, NovaInt, novaInt, intParam, lastOf, links, oneOf, type Query, type RouteDeps } from './common.js';
 
 const FlavorCreate = Type.Object({
   flavor: Type.Object({
     name: Type.String({ minLength: 1, maxLength: 255 }),
-    ram: Type.Integer({ minimum: 1 }),
-    vcpus: Type.Integer({ minimum: 1 }),
-    disk: Type.Integer({ minimum: 0 }),
+    ram: NovaInt(1),
+    vcpus: NovaInt(1),
+    disk: NovaInt(0),
     id: Type.Optional(Type.Union([Type.String({ minLength: 1, maxLength: 255 }), Type.Null()])),
-    'OS-FLV-EXT-DATA:ephemeral': Type.Optional(Type.Integer({ minimum: 0 })),
-    swap: Type.Optional(Type.Union([Type.Integer({ minimum: 0 }), Type.Literal('')])),
+    'OS-FLV-EXT-DATA:ephemeral': Type.Optional(NovaInt(0)),
+    swap: Type.Optional(Type.Union([NovaInt(0), Type.Literal('')])),
     rxtx_factor: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
     'os-flavor-access:is_public': Type.Optional(NovaBool),
     description: Type.Optional(Type.Union([Type.String({ maxLength: 65535 }), Type.Null()])),
@@ -101,8 +101,8 @@ export function registerFlavorRoutes(app: App, deps: RouteDeps, flavors: FlavorS
       throw badRequest("Invalid input for field/attribute flavor. Additional properties are not allowed ('description' was unexpected)");
     }
     const f = await flavors.create({
-      id: b.id ?? undefined, name: b.name, ram: b.ram, vcpus: b.vcpus, disk: b.disk,
-      ephemeral: b['OS-FLV-EXT-DATA:ephemeral'], swap: b.swap === '' ? 0 : b.swap, rxtxFactor: b.rxtx_factor,
+      id: b.id ?? undefined, name: b.name, ram: novaInt(b.ram), vcpus: novaInt(b.vcpus), disk: novaInt(b.disk),
+      ephemeral: novaInt(b['OS-FLV-EXT-DATA:ephemeral']), swap: b.swap === '' ? 0 : novaInt(b.swap), rxtxFactor: b.rxtx_factor,
       isPublic: boolParam('os-flavor-access:is_public', b['os-flavor-access:is_public']), description: b.description,
     });
     return { flavor: flavorView(deps, req, f) };

@@ -7,6 +7,7 @@ import type { ServerOperations } from '../servers/operations.js';
 import { atLeast } from './microversion.js';
 import { allow, intParam, lastOf, type Query } from './common.js';
 import { callerOf, renderServer, type ServerRouteDeps } from './servers.js';
+import { parseMigrateLive } from './live-migration.js';
 import { legacyConsoleActions } from './consoles.js';
 
 const IdParams = Type.Object({ id: Type.String() });
@@ -118,8 +119,19 @@ export function registerServerActionRoutes(app: App, d: ServerRouteDeps, ops: Se
         return { code: 200, body: { output: await ops.consoleOutput(c, id, lines) } };
       },
       ...legacyConsoleActions(d, req, s),
-      migrate: async () => { check('os_compute_api:os-migrate-server:migrate'); throw notImplemented('Cold migration is not supported yet.'); },
-      'os-migrateLive': async () => { check('os_compute_api:os-migrate-server:migrate_live'); throw notImplemented('Live migration is not supported yet.'); },
+      migrate: async (a) => {
+        check('os_compute_api:os-migrate-server:migrate');
+        const host = obj(a).host;
+        if (host !== undefined && host !== null && (!atLeast(req, 56) || typeof host !== 'string' || !host || host.length > 255)) {
+          throw badRequest('Invalid input for field/attribute host (a host name, microversion 2.56+).');
+        }
+        await ops.migrate(c, id, (host ?? undefined) as string | undefined);
+        return { code: 202 };
+      },
+      'os-migrateLive': async (a) => {
+        check('os_compute_api:os-migrate-server:migrate_live');
+        await ops.live.start(c, id, parseMigrateLive(req, a)); return { code: 202 };
+      },
     };
     const h = handlers[name];
     if (!h) throw badRequest(`There is no such action: ${name}`);

@@ -9,7 +9,7 @@ import { links, novaTime, type RouteDeps } from './common.js';
 
 const POWER: Record<string, number> = { running: 1, paused: 3, shutdown: 4, crashed: 6, suspended: 7 };
 
-export function vmStateOf(s: ServerRecord, inst: InstanceLike | undefined): string {
+export function vmStateOf(s: Pick<ServerRecord, 'deleted' | 'vmState'>, inst: Pick<InstanceLike, 'powerState'> | undefined): string {
   if (s.deleted) return 'deleted';
   if (s.vmState !== 'active') return s.vmState;
   switch (inst?.powerState) {
@@ -20,11 +20,14 @@ export function vmStateOf(s: ServerRecord, inst: InstanceLike | undefined): stri
   }
 }
 
-export function taskStateOf(s: ServerRecord, inst: InstanceLike | undefined): string | null {
+export function taskStateOf(s: Pick<ServerRecord, 'vmState' | 'taskState'>, inst: Pick<InstanceLike, 'taskState'> | undefined): string | null {
   if (s.taskState) return s.taskState;
   if (s.vmState !== 'active' || !inst) return null;
   return inst.taskState ? inst.taskState.replace(/-/g, '_') : null;
 }
+
+/** What a server's view needs of its instance (list views read only these columns). */
+export type ServerRuntime = Pick<InstanceLike, 'powerState' | 'taskState'>;
 
 /** Nova's status from vm_state and task_state. */
 export function statusOf(vm: string, task: string | null): string {
@@ -54,7 +57,7 @@ export function serverBrief(deps: RouteDeps, s: ServerRecord) {
   return { id: s.id, name: s.name, links: links(deps, 'servers', s.id) };
 }
 
-export function serverView(deps: RouteDeps, req: FastifyRequest, s: ServerRecord, inst: InstanceLike | undefined,
+export function serverView(deps: RouteDeps, req: FastifyRequest, s: ServerRecord, inst: ServerRuntime | undefined,
   opts: { admin: boolean; hostUp?: boolean; groups?: string[]; addresses?: Record<string, unknown[]> }) {
   const vm = vmStateOf(s, inst);
   const task = taskStateOf(s, inst);

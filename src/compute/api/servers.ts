@@ -4,15 +4,15 @@ import { Type } from '@sinclair/typebox';
 import type { Kysely } from 'kysely';
 import type { App } from '../../core/http.js';
 import { badRequest } from '../../core/errors.js';
-import { rowToInstance } from '../store.js';
 import type { HostDirectory } from '../hosts.js';
 import type { ServerGroupService } from '../server-groups.js';
 import type { Caller, ServerService } from '../servers/service.js';
-import { rowToServer, type ServerRecord } from '../servers/store.js';
+import type { ServerRecord } from '../servers/store.js';
 import type { InstanceLike } from '../servers/ports.js';
 import { atLeast } from './microversion.js';
-import { allow, boolParam, caller, intParam, lastOf, nextLink, type Query, type RouteDeps } from './common.js';
-import { serverBrief, serverView, statusOf, taskStateOf, vmStateOf } from './server-views.js';
+import { allow, boolParam, caller, lastOf, NovaBool, NovaInt, novaInt, type Query, type RouteDeps } from './common.js';
+import { serverBrief, serverView, type ServerRuntime } from './server-views.js';
+import { listServers, runtimeOf } from './server-list.js';
 
 const Str255 = Type.String({ maxLength: 255 });
 const Meta = Type.Record(Type.String({ minLength: 1, maxLength: 255 }), Type.String({ maxLength: 255 }));
@@ -26,9 +26,9 @@ const ServerCreate = Type.Object({
     metadata: Type.Optional(Meta),
     availability_zone: Type.Optional(Str255),
     config_drive: Type.Optional(Type.Union([Type.Boolean(), Type.String()])),
-    min_count: Type.Optional(Type.Integer({ minimum: 1 })),
-    max_count: Type.Optional(Type.Integer({ minimum: 1 })),
-    return_reservation_id: Type.Optional(Type.Boolean()),
+    min_count: Type.Optional(NovaInt(1)),
+    max_count: Type.Optional(NovaInt(1)),
+    return_reservation_id: Type.Optional(NovaBool),
     // No `type` on the string branch: with coerceTypes 'array', Ajv would otherwise unwrap a one-element list.
     networks: Type.Optional(Type.Union([Type.Unsafe<'auto' | 'none'>({ enum: ['auto', 'none'] }), Type.Array(Type.Object({
       uuid: Type.Optional(Type.String()), port: Type.Optional(Type.String()), fixed_ip: Type.Optional(Type.String()), tag: Type.Optional(Type.String()),
@@ -79,23 +79,25 @@ export function callerOf(req: FastifyRequest): Caller {
   return { auth: c.auth, admin: c.admin, projectId: c.projectId ?? '', userId: c.userId, requestId: req.id };
 }
 
-/** Instances of the given servers, by id (the runtime half of each server). */
-export async function instancesOf(db: Kysely<any>, ids: string[]): Promise<Map<string, InstanceLike>> {
-  const out = new Map<string, InstanceLike>();
-  for (let i = 0; i < ids.length; i += 500) {
-    const rows = await db.selectFrom('compute_instances').selectAll().where('id', 'in', ids.slice(i, i + 500)).execute();
-    for (const r of rows) out.set(r.id as string, rowToInstance(r) as unknown as InstanceLike);
-  }
-  return out;
+/** Servers as the API shows them: what every row needs (hosts, groups, addresses) is read once per page, not per server. */
+export async function renderServers(d: ServerRouteDeps, req: FastifyRequest, servers: ServerRecord[], insts?: Map<string, ServerRuntime>) {
+  const c = caller(req);
+  const ids = servers.map((s) => s.id);
+  const runtime = insts ?? await runtimeOf(d.db, ids);
+  const nodes = c.admin && atLeast(req, 16) && servers.some((s) => s.host)
+    ? new Map((await d.hosts.list()).map((n) => [n.name, n.up])) : undefined;
+  const groups = atLeast(req, 71) ? await d.groups.groupIdsOf(ids) : new Map<string, string[]>();
+  const net = d.network?.();
+  const live = servers.filter((s) => !s.deleted).map((s) => s.id);
+  const addresses = net && live.length ? await net.addressesOf(live) : undefined;
+  return servers.map((s) => serverView(d, req, s, runtime.get(s.id), {
+    admin: c.admin, hostUp: s.host ? nodes?.get(s.host) : undefined, groups: groups.get(s.id) ?? [],
+    addresses: s.deleted ? {} : addresses && (addresses.get(s.id) ?? {}),
+  }));
 }
 
 export async function renderServer(d: ServerRouteDeps, req: FastifyRequest, s: ServerRecord, inst?: InstanceLike) {
-  const c = caller(req);
-  const i = inst ?? (await instancesOf(d.db, [s.id])).get(s.id);
-  const node = c.admin && s.host && atLeast(req, 16) ? await d.hosts.find(s.host) : undefined;
-  const groups = atLeast(req, 71) ? (await d.groups.groupsOf(s.id)).map((g) => g.id) : [];
-  const addresses = s.deleted ? {} : await d.network?.()?.addresses(s.id);
-  return serverView(d, req, s, i, { admin: c.admin, hostUp: node ? node.up : undefined, groups, addresses });
+  return (await renderServers(d, req, [s], inst ? new Map([[s.id, inst]]) : undefined))[0]!;
 }
 
 export function registerServerRoutes(app: App, d: ServerRouteDeps): void {
@@ -118,107 +120,34 @@ export function registerServerRoutes(app: App, d: ServerRouteDeps): void {
       name: b.name, imageRef: b.imageRef, flavorRef: String(b.flavorRef), keyName: b.key_name, userData: b.user_data,
       metadata: b.metadata, availabilityZone: b.availability_zone,
       configDrive: typeof b.config_drive === 'string' ? boolParam('config_drive', b.config_drive) ?? false : b.config_drive,
-      minCount: b.min_count, maxCount: b.max_count, hints, networks: b.networks ?? 'auto', securityGroups: b.security_groups?.map((g) => g.name), description: b.description,
+      minCount: novaInt(b.min_count), maxCount: novaInt(b.max_count), hints, networks: b.networks ?? 'auto', securityGroups: b.security_groups?.map((g) => g.name), description: b.description,
       tags: b.tags, hostname: b.hostname, accessIPv4: b.accessIPv4, accessIPv6: canonicalIpv6(b.accessIPv6),
     });
     reply.code(202);
-    if (b.return_reservation_id) return { reservation_id: servers[0]!.reservationId };
+    if (b.return_reservation_id !== undefined && boolParam('return_reservation_id', b.return_reservation_id)) return { reservation_id: servers[0]!.reservationId };
     const s = servers[0]!;
     reply.header('Location', `${d.computeUrl()}/v2.1/servers/${s.id}`);
     return { server: { id: s.id, links: serverBrief(d, s).links, 'OS-DCF:diskConfig': 'MANUAL', security_groups: [{ name: 'default' }] } };
   });
 
-  const list = async (req: FastifyRequest) => {
+  const list = async (req: FastifyRequest, path: 'servers' | 'servers/detail') => {
     const c = callerOf(req);
     allow(d, req, 'os_compute_api:servers:index');
     const q = req.query as Query;
     const all = boolParam('all_tenants', lastOf(q.all_tenants) ?? (q.all_tenants !== undefined ? 'true' : undefined)) === true;
     if (all) allow(d, req, 'os_compute_api:servers:index:get_all_tenants');
-    const changesSince = lastOf(q['changes-since']);
-    const changesBefore = lastOf(q['changes-before']);
-    for (const [k, v] of [['changes-since', changesSince], ['changes-before', changesBefore]] as const) {
-      if (v !== undefined && Number.isNaN(Date.parse(v))) throw badRequest(`Invalid input for query parameters ${k}. '${v}' is not a valid ISO 8601 date-time.`);
-    }
-    const deleted = c.admin ? boolParam('deleted', lastOf(q.deleted)) : undefined;
-    let query = d.db.selectFrom('compute_servers').selectAll();
-    const project = lastOf(q.project_id) ?? lastOf(q.tenant_id);
-    if (!all) query = query.where('project_id', '=', c.projectId);
-    else if (project) query = query.where('project_id', '=', project);
-    // Deleted servers show only when asked for (admins) or with changes-since, as in Nova.
-    if (deleted !== true && !changesSince) query = query.where('deleted', '=', 0);
-    if (deleted === true) query = query.where('deleted', '=', 1);
-    if (changesSince) query = query.where('updated_at', '>=', new Date(changesSince).toISOString());
-    if (changesBefore) query = query.where('updated_at', '<=', new Date(changesBefore).toISOString());
-    const image = lastOf(q.image); if (image) query = query.where('image_id', '=', image);
-    const keyName = lastOf(q.key_name); if (keyName) query = query.where('key_name', '=', keyName);
-    const rid = lastOf(q.reservation_id); if (rid) query = query.where('reservation_id', '=', rid);
-    const az = lastOf(q.availability_zone); if (az) query = query.where('availability_zone', '=', az);
-    if (c.admin) { const host = lastOf(q.host); if (host) query = query.where('host', '=', host); }
-    const sortDir = lastOf(q.sort_dir) === 'asc' ? 'asc' : 'desc';
-    const sortKey = ({ created_at: 'created_at', updated_at: 'updated_at', display_name: 'name', host: 'host', uuid: 'id', launched_at: 'launched_at' } as Record<string, string>)[lastOf(q.sort_key) ?? 'created_at'];
-    if (!sortKey) throw badRequest(`Invalid sort_key: ${lastOf(q.sort_key)}`);
-    const rows = await query.orderBy(sortKey, sortDir).orderBy('id', sortDir).execute();
-    const tags = new Map<string, string[]>();
-    for (let i = 0; i < rows.length; i += 500) {
-      const tagRows = await d.db.selectFrom('compute_server_tags').selectAll()
-        .where('server_id', 'in', rows.slice(i, i + 500).map((r) => r.id as string)).execute();
-      for (const t of tagRows) tags.set(t.server_id as string, [...(tags.get(t.server_id as string) ?? []), t.tag as string]);
-    }
-    let servers = rows.map((r) => rowToServer(r, (tags.get(r.id as string) ?? []).sort()));
-    const insts = await instancesOf(d.db, servers.map((s) => s.id));
-    const name = lastOf(q.name);
-    if (name) {
-      let re: RegExp;
-      try { re = new RegExp(name); } catch { throw badRequest(`Invalid regular expression for name: ${name}`); }
-      servers = servers.filter((s) => re.test(s.name));
-    }
-    const status = lastOf(q.status)?.toUpperCase();
-    if (status) servers = servers.filter((s) => statusOf(vmStateOf(s, insts.get(s.id)), taskStateOf(s, insts.get(s.id))) === status);
-    const flavor = lastOf(q.flavor); if (flavor) servers = servers.filter((s) => s.flavor.id === flavor);
-    const locked = boolParam('locked', lastOf(q.locked)); if (locked !== undefined) servers = servers.filter((s) => s.locked === locked);
-    const tagList = (k: string) => lastOf(q[k])?.split(',').filter(Boolean);
-    const all_ = tagList('tags'); if (all_) servers = servers.filter((s) => all_.every((t) => s.tags.includes(t)));
-    const any = tagList('tags-any'); if (any) servers = servers.filter((s) => any.some((t) => s.tags.includes(t)));
-    const not = tagList('not-tags'); if (not) servers = servers.filter((s) => !not.every((t) => s.tags.includes(t)));
-    const notAny = tagList('not-tags-any'); if (notAny) servers = servers.filter((s) => !notAny.some((t) => s.tags.includes(t)));
-    // `ip`/`ip6`: regular expressions matched against the server's fixed and floating addresses.
-    for (const [k, v] of [['ip', 4], ['ip6', 6]] as const) {
-      const pattern = lastOf(q[k]);
-      if (!pattern) continue;
-      let re: RegExp;
-      try { re = new RegExp(pattern); } catch { throw badRequest(`Invalid regular expression for ${k}: ${pattern}`); }
-      const net = d.network?.();
-      const keep: typeof servers = [];
-      for (const s of servers) {
-        const addrs = Object.values(net ? await net.addresses(s.id) : {}).flat() as { addr: string; version: number }[];
-        if (addrs.some((a) => a.version === v && re.test(a.addr))) keep.push(s);
-      }
-      servers = keep;
-    }
-    const marker = lastOf(q.marker);
-    if (marker) {
-      const i = servers.findIndex((s) => s.id === marker);
-      if (i < 0) throw badRequest(`marker [${marker}] not found`);
-      servers = servers.slice(i + 1);
-    }
-    const limit = intParam('limit', lastOf(q.limit));
-    const full = limit !== undefined && servers.length > limit;
-    if (limit !== undefined) servers = servers.slice(0, limit);
-    const next = full && servers.length ? nextLink(d, 'servers', Object.fromEntries(Object.entries(q).map(([k, v]) => [k, lastOf(v)])), servers[servers.length - 1]!.id) : undefined;
-    return { servers, insts, next };
+    return listServers(d, req, c, path);
   };
 
   app.get('/servers', async (req) => {
-    const { servers, next } = await list(req);
+    const { servers, next } = await list(req, 'servers');
     return { servers: servers.map((s) => serverBrief(d, s)), ...(next ? { servers_links: next } : {}) };
   });
 
   app.get('/servers/detail', async (req) => {
     allow(d, req, 'os_compute_api:servers:detail');
-    const { servers, insts, next } = await list(req);
-    const out = [];
-    for (const s of servers) out.push(await renderServer(d, req, s, insts.get(s.id)));
-    return { servers: out, ...(next ? { servers_links: next } : {}) };
+    const { servers, insts, next } = await list(req, 'servers/detail');
+    return { servers: await renderServers(d, req, servers, insts), ...(next ? { servers_links: next } : {}) };
   });
 
   app.get('/servers/:id', { schema: { params: IdParams } }, async (req) => {

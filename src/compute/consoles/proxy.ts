@@ -19,6 +19,8 @@ const TYPES: Record<string, string> = {
 };
 /** Guest → browser bytes buffered before the VNC socket is paused. */
 const HIGH_WATER = 1024 * 1024;
+/** A browser that answers no ping for this long is gone (half-open TCP): its console is closed. */
+const PING_MS = 30_000;
 
 export class ConsoleProxy {
   private readonly wss = new WebSocketServer({ noServer: true, maxPayload: 4 * 1024 * 1024 });
@@ -63,7 +65,11 @@ export class ConsoleProxy {
 
   private readonly onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     const url = new URL(req.url ?? '/', 'http://proxy.invalid');
-    if (url.pathname !== this.wsPath) return;
+    if (url.pathname !== this.wsPath) {
+      // Node closes unclaimed upgrades only while nobody listens: with us alone, refuse them here.
+      if (this.server?.listenerCount('upgrade') === 1) refuse(socket, 404, 'No WebSocket endpoint here.');
+      return;
+    }
     socket.on('error', () => socket.destroy());
     this.handle(req, socket, head, url).catch((e) => {
       this.log.error({ err: e }, 'console proxy failed');
@@ -80,15 +86,29 @@ export class ConsoleProxy {
     if (!addr) return refuse(socket, 409, `Instance ${target.instanceId} has no VNC server now (is it running?).`);
     const vnc = await open(addr).catch((e: Error) => e);
     if (vnc instanceof Error) return refuse(socket, 502, `Cannot reach the guest's VNC server: ${vnc.message}`);
+    // Until bridged, the VNC socket is ours to close: the library refuses a bad handshake (400)
+    // without calling back, and an unheard socket error would take the process down.
+    let bridged = false;
+    vnc.on('error', () => vnc.destroy());
+    socket.once('close', () => { if (!bridged) vnc.destroy(); });
     if (socket.destroyed) { vnc.destroy(); return; }
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.bridge(ws, vnc, target));
+    this.wss.handleUpgrade(req, socket, head, (ws) => { bridged = true; this.bridge(ws, vnc, target); });
   }
 
   private bridge(ws: WebSocket, vnc: Socket, target: ConsoleTarget): void {
     const started = Date.now();
     let bytesIn = 0; let bytesOut = 0;
+    let answered = true;
+    const heartbeat = setInterval(() => {
+      if (!answered) { end(); return; }
+      answered = false;
+      ws.ping();
+    }, PING_MS);
+    heartbeat.unref();
+    ws.on('pong', () => { answered = true; });
     const end = () => {
       if (!this.live.delete(end)) return;
+      clearInterval(heartbeat);
       vnc.destroy();
       if (ws.readyState === ws.OPEN) ws.close(1000); else ws.terminate();
       this.log.info({ instance: target.instanceId, ms: Date.now() - started, bytesIn, bytesOut }, 'console closed');

@@ -15,6 +15,8 @@ export interface FilterRequest {
   imageProperties: Record<string, string>;
   zone?: string;
   triedHosts: string[];
+  /** A move's requested destination (migrate with `host`, 2.56): the only host considered, filters still apply. */
+  requestedHost?: string;
   group?: { policy: GroupPolicy; memberHosts: string[]; maxPerHost?: number };
 }
 
@@ -73,4 +75,6 @@ const serverGroup: Filter = {
   },
 };
 
-export const FILTERS: Filter[] = [compute, retry, zone, aggregateSpecs, imageProperties, serverGroup];
+const requested: Filter = { name: 'RequestedHostFilter', passes: (h, r) => !r.requestedHost || h.node.name === r.requestedHost };
+
+export const FILTERS: Filter[] = [compute, retry, requested, zone, aggregateSpecs, imageProperties, serverGroup];

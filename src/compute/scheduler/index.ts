@@ -4,7 +4,7 @@
 // wins — claims are atomic in placement, so concurrent builds never overbook a host.
 import type { Logger } from '../../core/log.js';
 import type { AggregateService } from '../aggregates.js';
-import type { HostDirectory } from '../hosts.js';
+import type { ComputeNode, HostDirectory } from '../hosts.js';
 import { FILTERS, type FilterRequest, type HostState } from './filters.js';
 
 /** The part of placement's in-process client the scheduler uses. */
@@ -16,6 +16,9 @@ export interface PlacementLike {
   }>;
   claim(consumer: string, allocations: Record<string, Record<string, number>>, owner: { projectId: string; userId: string }): Promise<boolean>;
   deleteAllocations(consumer: string): Promise<void>;
+  /** Moves all of `from`'s allocations to `to` atomically (migrations hold the source this way). */
+  moveAllocations(from: string, to: string, opts?: { consumerType?: string }): Promise<void>;
+  getAllocations(consumer: string): Promise<{ allocations: Record<string, { resources: Record<string, number> }> }>;
 }
 
 export interface SchedulerConfig {
@@ -60,8 +63,8 @@ export class Scheduler {
   ) {}
 
   /** Mirrors every host into placement as a resource provider with its inventory. */
-  async syncProviders(): Promise<void> {
-    for (const n of await this.hosts.list()) {
+  async syncProviders(nodes?: ComputeNode[]): Promise<void> {
+    for (const n of nodes ?? await this.hosts.list()) {
       const key = `${n.uuid}:${n.vcpus}:${n.memoryMb}:${n.diskGb}`;
       if (this.known.get(n.name) === key) continue;
       await this.placement.ensureHostProvider({
@@ -87,8 +90,8 @@ export class Scheduler {
 
   /** Chooses a host and claims the resources there; an error says why nothing fits. */
   async place(r: PlacementRequest): Promise<Decision> {
-    await this.syncProviders();
     const nodes = await this.hosts.list();
+    await this.syncProviders(nodes);
     const zoneOf = await this.aggregates.zoneMap(nodes.map((n) => n.name));
     const meta = await this.aggregates.hostMetadata();
     let states: HostState[] = nodes.map((node) => ({ node, zone: zoneOf.get(node.name)!, aggregateMeta: meta.get(node.name) ?? {} }));
@@ -108,15 +111,18 @@ export class Scheduler {
       }
     }
 
-    const res = await this.placement.getCandidates({ resources: { ...r.resources }, summaries: 'all' });
+    // The weighers read free VCPU and MEMORY_MB, both requested: their summaries come with the
+    // candidates' own query ('all' would read every inventory of every candidate again).
+    const res = await this.placement.getCandidates({ resources: { ...r.resources }, summaries: 'requested' });
     const byName = new Map(states.map((s) => [s.node.name, s]));
+    const byUuid = new Map(states.map((s) => [s.node.uuid, s]));
     const options: { state: HostState; providerUuid: string; alloc: Record<string, Record<string, number>>; free: { ram: number; cpu: number } }[] = [];
     for (const c of res.candidates) {
       const rps = Object.keys(c.allocations);
       if (rps.length !== 1) continue; // a host is one provider (no nested providers yet)
       const rp = rps[0]!;
       const summary = res.summaries[rp];
-      const state = [...byName.values()].find((s) => s.node.uuid === rp || s.node.name === summary?.name);
+      const state = byUuid.get(rp) ?? (summary ? byName.get(summary.name) : undefined);
       if (!state) continue;
       const freeOf = (rc: string) => { const x = summary?.resources[rc]; return x ? x.capacity - x.used : 0; };
       options.push({ state, providerUuid: rp, alloc: c.allocations, free: { ram: freeOf('MEMORY_MB'), cpu: freeOf('VCPU') } });

@@ -38,6 +38,8 @@ export interface ServerNetworking {
   usage(projectId: string, resources: string[]): Promise<Record<string, number>>;
   /** Nova's `addresses`: network name → [{addr, version, OS-EXT-IPS:type, OS-EXT-IPS-MAC:mac_addr}]. */
   addresses(serverId: string): Promise<Record<string, unknown[]>>;
+  /** The same for many servers at once (list views): server id → addresses; servers without ports are absent. */
+  addressesOf(serverIds: string[]): Promise<Map<string, Record<string, unknown[]>>>;
   /** OpenStack network_data.json of the server's ports (config drive; the metadata service serves the same). */
   networkData?(serverId: string): Promise<Record<string, unknown>>;
 }

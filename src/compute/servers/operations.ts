@@ -8,7 +8,9 @@ import type { HostDirectory } from '../hosts.js';
 import type { QuotaService } from '../quotas.js';
 import type { PlacementLike } from '../scheduler/index.js';
 import type { MigrationService } from '../migrations/service.js';
+import type { ServerMoves } from './moves.js';
 import { closeAction } from './actions.js';
+import { LiveMigrationOps } from './live-migration.js';
 import type { ImageLookup, InstanceApi } from './ports.js';
 import type { Caller, ServerService } from './service.js';
 import type { FlavorSnapshot, ServerRecord } from './store.js';
@@ -20,13 +22,18 @@ const NOVA_ACTION: Record<PowerOp, string> = {
 };
 
 export class ServerOperations {
+  /** os-migrateLive and its abort (live-migration.ts). */
+  readonly live: LiveMigrationOps;
+
   constructor(
     private readonly servers: ServerService,
     private readonly d: {
       instances: InstanceApi; flavors: FlavorService; quotas: QuotaService; placement: PlacementLike;
-      hosts: HostDirectory; images: () => ImageLookup; migrations: MigrationService;
+      hosts: HostDirectory; images: () => ImageLookup; migrations: MigrationService; moves: ServerMoves;
     },
-  ) {}
+  ) {
+    this.live = new LiveMigrationOps(servers, d);
+  }
 
   async power(c: Caller, id: string, op: PowerOp): Promise<void> {
     const s = await this.built(c, id, op);
@@ -57,7 +64,10 @@ export class ServerOperations {
     await closeAction(this.servers.store.db, a, 'Success');
   }
 
-  /** Cold resize on the server's host: claim the new size there, then stop → resize → start. */
+  /**
+   * Cold resize: to another host when one fits (servers/moves.ts), else on the server's own host
+   * (claim the new size there, then stop → resize → start). The new size is charged to the quota.
+   */
   async resize(c: Caller, id: string, flavorRef: string): Promise<void> {
     const s = await this.built(c, id, 'resize');
     let flavor;
@@ -68,36 +78,64 @@ export class ServerOperations {
     if (flavor.disk < s.flavor.disk) throw badRequest(`Resize error: Unable to resize disk down (flavor ${flavor.name} has ${flavor.disk} GB, the server ${s.flavor.disk} GB).`);
     const next: FlavorSnapshot = { id: flavor.id, name: flavor.name, vcpus: flavor.vcpus, ram: flavor.ram, disk: flavor.disk,
       ephemeral: flavor.ephemeral, swap: flavor.swap, extraSpecs: flavor.extraSpecs };
-    await this.claimOnHost(s, next, 'resize');
+    const old = s.flavor;
+    const source = s.host!;
+    const m = await this.d.migrations.create({ instanceUuid: id, migrationType: 'resize', status: 'pre-migrating',
+      sourceCompute: source, oldFlavorId: old.id, newFlavorId: next.id, projectId: s.projectId, userId: c.userId });
+    // Another host when one fits; the server's own host otherwise (as before multi-host resize).
+    const others = (await this.d.hosts.list()).some((h) => h.name !== source && h.schedulable);
+    const placed = others ? await this.d.moves.schedule(s, next, m) : { error: 'no other host' };
+    const dest = 'host' in placed ? placed.host : source;
+    if (dest === source) {
+      try { await this.claimOnHost(s, next, 'resize'); } catch (e) {
+        await this.d.migrations.update(m.uuid, { status: 'error', error: (e as Error).message });
+        throw e;
+      }
+      await this.d.migrations.update(m.uuid, { destCompute: source, destNode: source, destHost: source });
+    }
+    const undo = async () => {
+      if (dest !== source) await this.d.moves.unschedule(s, m);
+      else await this.claimOnHost(s, old, 'revert').catch(() => {});
+    };
     const inst = await this.d.instances.getInstance(id);
+    const wasRunning = inst?.desiredPower === 'running';
     const actionId = await this.servers.actions.start({ serverId: id, action: 'resize', requestId: c.requestId, projectId: s.projectId, userId: c.userId });
-    await this.servers.actions.event(actionId, { event: 'compute_resize_instance', host: s.host });
-    const delta = { cores: Math.max(0, next.vcpus - s.flavor.vcpus), ram: Math.max(0, next.ram - s.flavor.ram) };
+    await this.servers.actions.event(actionId, { event: dest === source ? 'compute_resize_instance' : 'compute_prep_resize', host: dest });
+    const delta = { cores: Math.max(0, next.vcpus - old.vcpus), ram: Math.max(0, next.ram - old.ram) };
     try {
       await this.d.quotas.consume(s.projectId, delta, async (tx) => {
-        const m = await this.d.migrations.create({ instanceUuid: id, migrationType: 'resize', status: 'pre-migrating',
-          sourceCompute: s.host!, destCompute: s.host, oldFlavorId: s.flavor.id, newFlavorId: next.id, projectId: s.projectId, userId: c.userId }, tx);
-        s.task = { type: 'resize', step: 'stopping', newFlavor: next, oldFlavor: s.flavor, wasRunning: inst?.desiredPower === 'running', actionId, migrationId: m.uuid };
-        s.request.previousFlavor = s.flavor;
+        s.task = dest === source
+          ? { type: 'resize', step: 'stopping', newFlavor: next, oldFlavor: old, wasRunning, actionId, migrationId: m.uuid }
+          : this.d.moves.task('resize', s, m, dest, next, wasRunning, actionId);
+        s.request.previousFlavor = old;
         s.flavor = next;
         s.taskState = 'resize_prep';
         s.updatedAt = nowIso();
         await this.servers.store.update(s, tx);
       });
     } catch (e) {
-      await this.claimOnHost(s, s.flavor, 'revert').catch(() => {});
+      await undo();
+      await this.d.migrations.update(m.uuid, { status: 'error', error: (e as Error).message });
       await closeAction(this.servers.store.db, actionId, 'Error', (e as Error).message);
       throw e;
     }
     this.servers.kick(id);
   }
 
+  /** Cold migration to another host (admins): see servers/moves.ts. */
+  async migrate(c: Caller, id: string, host?: string): Promise<void> {
+    const s = await this.built(c, id, 'migrate');
+    await this.d.moves.migrate(c, s, host);
+  }
+
   async confirmResize(c: Caller, id: string): Promise<void> {
     const s = await this.servers.get(c, id);
     this.servers.checkLock(c, s);
     if (s.vmState !== 'resized') throw conflict(`Cannot 'confirmResize' instance ${id} while it is in vm_state ${s.vmState}`);
-    const a = await this.servers.actions.start({ serverId: id, action: 'confirmResize', requestId: c.requestId, projectId: s.projectId, userId: c.userId });
+    if (s.task) throw conflict(`Cannot 'confirmResize' instance ${id} while it is in task_state ${s.taskState ?? s.task.type}`);
     const m = await this.waitingMigration(id);
+    if (m && m.destCompute && m.destCompute !== m.sourceCompute) return this.d.moves.confirm(c, s, m);
+    const a = await this.servers.actions.start({ serverId: id, action: 'confirmResize', requestId: c.requestId, projectId: s.projectId, userId: c.userId });
     if (m) await this.d.migrations.update(m.uuid, { status: 'confirmed' });
     s.vmState = 'active';
     s.request.previousFlavor = undefined;
@@ -110,12 +148,14 @@ export class ServerOperations {
     const s = await this.servers.get(c, id);
     this.servers.checkLock(c, s);
     if (s.vmState !== 'resized') throw conflict(`Cannot 'revertResize' instance ${id} while it is in vm_state ${s.vmState}`);
+    if (s.task) throw conflict(`Cannot 'revertResize' instance ${id} while it is in task_state ${s.taskState ?? s.task.type}`);
     const last = await this.lastResize(s);
     if (!last) throw conflict(`Instance ${id} has no resize to revert.`);
+    const m = await this.waitingMigration(id);
+    if (m && m.destCompute && m.destCompute !== m.sourceCompute) return this.d.moves.revert(c, s, m, last.oldFlavor);
     await this.claimOnHost(s, last.oldFlavor, 'revert');
     const inst = await this.d.instances.getInstance(id);
     const actionId = await this.servers.actions.start({ serverId: id, action: 'revertResize', requestId: c.requestId, projectId: s.projectId, userId: c.userId });
-    const m = await this.waitingMigration(id);
     if (m) await this.d.migrations.update(m.uuid, { status: 'reverting' });
     s.task = { type: 'revert', step: 'stopping', newFlavor: s.flavor, oldFlavor: last.oldFlavor, wasRunning: inst?.desiredPower === 'running', actionId,
       ...(m ? { migrationId: m.uuid } : {}) };
@@ -172,10 +212,7 @@ export class ServerOperations {
     const s = await this.servers.get(c, id);
     if (s.vmState === 'building' || s.vmState === 'error' || !s.host) throw conflict(`Instance ${id} is not ready: it has no console yet.`);
     const { text } = await this.d.instances.consoleOutput(id, { offset: -1024 * 1024, maxBytes: 1024 * 1024 });
-    if (lines === null) return text;
-    const all = text.split('\n');
-    if (all[all.length - 1] === '') all.pop();
-    return all.slice(Math.max(0, all.length - lines)).join('\n') + (all.length && lines > 0 ? '\n' : '');
+    return lines === null ? text : tailLines(text, lines);
   }
 
   /** A built server, not locked against the caller, with no operation in progress. */
@@ -219,4 +256,12 @@ export class ServerOperations {
     // The flavor before the last resize is kept in the server's request (set when the resize finished).
     return s.request.previousFlavor ? { oldFlavor: s.request.previousFlavor } : undefined;
   }
+}
+
+/**
+ * Nova's console tail: the last `lines` pieces of the text split on newlines (a final newline
+ * counts as an empty last piece), so the answer always splits into at most `lines` pieces.
+ */
+export function tailLines(text: string, lines: number): string {
+  return lines === 0 ? '' : text.split('\n').slice(-lines).join('\n');
 }

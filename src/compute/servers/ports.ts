@@ -19,7 +19,11 @@ export interface InstanceLike {
   vcpus: number;
   ramMb: number;
   diskGb: number;
+  /** The copy on another host during a move (compute/moves.ts). */
+  peer?: { host: string; migrationId: string; deleted: boolean; powerState: string | null; observedGeneration: number; generation: number } | null;
 }
+
+type Nic = { id: string; mac: string; tap: string; mtu?: number };
 
 export interface InstanceApi {
   readonly events: EventEmitter;
@@ -43,13 +47,42 @@ export interface InstanceApi {
   resize(id: string, flavor: { vcpus: number; ramMb: number; diskGb?: number }): Promise<InstanceLike>;
   snapshot(id: string, opts: { name: string; imageId?: string }): Promise<{ instance: InstanceLike; task: { id: string } }>;
   deleteInstance(id: string): Promise<InstanceLike>;
+  /** Moves between hosts (cold migration, resize elsewhere): see compute/moves.ts. */
+  exportDisk(id: string, migrationId: string): Promise<{ instance: InstanceLike; task: { id: string } }>;
+  beginMove(id: string, to: { host: string; migrationId: string; flavor: { vcpus: number; ramMb: number; diskGb: number };
+    power: 'running' | 'shutoff'; disk: { migrationId: string; sha256: string; sizeBytes: number }; nics?: Nic[] }): Promise<InstanceLike>;
+  finishMove(id: string): Promise<void>;
+  discardTransfer(migrationId: string): Promise<void>;
+  dropPeer(id: string): Promise<InstanceLike>;
+  swapBack(id: string, power: 'running' | 'shutoff'): Promise<InstanceLike>;
   /** Interface attach/detach (the NICs the agent gives the guest). */
   setNics?(id: string, nics: { id: string; mac: string; tap: string; mtu?: number }[]): Promise<InstanceLike>;
   getNics?(id: string): Promise<{ id: string; mac: string; tap: string; mtu?: number }[]>;
+  /** Live migrations at the agents' level (compute's instance-moves.ts). */
+  moves?: MovesLike;
   /** Serial console bytes read by the host's agent (negative offset: the last -offset bytes). */
   consoleOutput(id: string, opts: { offset?: number; maxBytes?: number }): Promise<{ text: string; next: number; size: number }>;
   /** Where the guest's VNC server listens, asked of its host agent (remote consoles). */
   vncAddress?(id: string): Promise<{ unixSocket: string } | { host: string; port: number } | undefined>;
+}
+
+/** A live migration between two hosts as compute's instance service drives it. */
+export interface MoveLike {
+  migrationId: string;
+  source: string;
+  dest: string;
+  phase: 'preparing' | 'migrating' | 'aborting' | 'finishing' | 'done' | 'failed' | 'aborted';
+  progress: { phase: string; diskDone?: number; diskTotal?: number; memoryDone?: number; memoryTotal?: number } | null;
+  error: string | null;
+  destDone: boolean;
+  updatedAt: string;
+}
+
+export interface MovesLike {
+  start(instanceId: string, opts: { migrationId: string; dest: string }): Promise<MoveLike>;
+  abort(instanceId: string): Promise<MoveLike>;
+  forceComplete(instanceId: string): Promise<MoveLike>;
+  get(instanceId: string): Promise<MoveLike | undefined>;
 }
 
 export interface ImageInfo {

@@ -9,6 +9,8 @@ import type { AggregateService } from '../aggregates.js';
 import type { Scheduler, PlacementLike } from '../scheduler/index.js';
 import type { ServerGroupService } from '../server-groups.js';
 import type { MigrationService } from '../migrations/service.js';
+import type { HostDirectory } from '../hosts.js';
+import { liveMigrationStep } from './live-migration.js';
 import { closeAction, openActions, type ActionLog } from './actions.js';
 import type { ImageLookup, InstanceApi, InstanceLike } from './ports.js';
 import type { ServerNetworking } from './networking.js';
@@ -24,6 +26,7 @@ export interface ReconcilerDeps {
   groups: ServerGroupService;
   aggregates: AggregateService;
   migrations: MigrationService;
+  hosts: HostDirectory;
   log: Logger;
   /** Hosts tried per build before ERROR (Nova's max_attempts). */
   maxAttempts: number;
@@ -33,6 +36,8 @@ export interface ReconcilerDeps {
   sweepMs: number;
   images?: () => ImageLookup;
   network?: () => ServerNetworking | undefined;
+  /** Moves between hosts (cold migration, resize elsewhere). */
+  moves?: import('./moves.js').ServerMoves;
 }
 
 export class ServerReconciler {
@@ -89,6 +94,7 @@ export class ServerReconciler {
     if (s.task?.type === 'delete') return this.deleteStep(s);
     if (s.vmState === 'building') return this.buildStep(s);
     const inst = await this.d.instances.getInstance(id);
+    if (s.task?.type === 'live-migration') return liveMigrationStep(this.d, s);
     if (s.task) return taskStep(this.d, s, inst, () => this.kick(id));
     if (inst) await this.settleActions(s, inst);
   }
@@ -109,7 +115,7 @@ export class ServerReconciler {
         resources: { VCPU: s.flavor.vcpus, MEMORY_MB: s.flavor.ram, DISK_GB: Math.max(s.flavor.disk, 1) },
         flavorExtraSpecs: s.flavor.extraSpecs, imageProperties: s.request.imageProperties,
         zone: s.requestedAz ?? undefined, triedHosts: s.request.triedHosts, forcedHost: s.request.forcedHost,
-        ...(await this.groupOf(s)),
+        ...(await groupRequest(d, s)),
       });
       const now = await d.store.get(s.id);
       if (!now || now.deleted || now.task?.type === 'delete') { await d.placement.deleteAllocations(s.id); return; }
@@ -185,6 +191,13 @@ export class ServerReconciler {
     if (inst) { if (!inst.deleted) await d.instances.deleteInstance(s.id); return; }
     await d.network?.()?.release(s.id);
     await d.placement.deleteAllocations(s.id);
+    // A move cut short (or waiting for confirm): its source allocation and staged disk go too.
+    for (const m of await d.migrations.list({ instanceUuid: s.id, inProgress: true })) {
+      await d.placement.deleteAllocations(m.uuid);
+      await d.instances.discardTransfer(m.uuid);
+      const confirmed = m.status === 'finished' || m.status === 'confirming';
+      await d.migrations.update(m.uuid, confirmed ? { status: 'confirmed' } : { status: 'error', error: 'the server was deleted' });
+    }
     await d.groups.removeMember(s.id);
     const actionId = s.task?.type === 'delete' ? s.task.actionId : undefined;
     s.deleted = true;
@@ -205,21 +218,8 @@ export class ServerReconciler {
     }
   }
 
-  private async groupOf(s: ServerRecord) {
-    if (!s.request.groupId) return {};
-    const g = await this.d.groups.get(s.request.groupId).catch(() => undefined);
-    if (!g) return {};
-    const others = g.members.filter((m) => m !== s.id);
-    const hosts: string[] = [];
-    for (const m of others) {
-      const o = await this.d.store.get(m);
-      if (o?.host && !o.deleted) hosts.push(o.host);
-    }
-    const soft = g.policy === 'soft-affinity' || g.policy === 'soft-anti-affinity' ? g.policy : undefined;
-    return {
-      group: { policy: g.policy, memberHosts: hosts, maxPerHost: g.rules.max_server_per_host },
-      ...(soft ? { groupSoftPolicy: soft } : {}),
-    };
+  private groupOf(s: ServerRecord) {
+    return groupRequest(this.d, s);
   }
 
   private async fail(s: ServerRecord, message: string, code = 500): Promise<void> {
@@ -241,4 +241,22 @@ export class ServerReconciler {
     s.updatedAt = nowIso();
     await this.d.store.update(s);
   }
+}
+
+/** The scheduler's view of the server's group: its policy and where the other members run. */
+export async function groupRequest(d: Pick<ReconcilerDeps, 'groups' | 'store'>, s: ServerRecord) {
+  if (!s.request.groupId) return {};
+  const g = await d.groups.get(s.request.groupId).catch(() => undefined);
+  if (!g) return {};
+  const others = g.members.filter((m) => m !== s.id);
+  const hosts: string[] = [];
+  for (const m of others) {
+    const o = await d.store.get(m);
+    if (o?.host && !o.deleted) hosts.push(o.host);
+  }
+  const soft = g.policy === 'soft-affinity' || g.policy === 'soft-anti-affinity' ? g.policy : undefined;
+  return {
+    group: { policy: g.policy, memberHosts: hosts, maxPerHost: g.rules.max_server_per_host },
+    ...(soft ? { groupSoftPolicy: soft } : {}),
+  };
 }

@@ -35,7 +35,32 @@ export type ServerTask =
   | { type: 'revert'; step: 'stopping' | 'resizing' | 'starting'; newFlavor: FlavorSnapshot; oldFlavor: FlavorSnapshot; wasRunning: boolean; actionId: string; migrationId?: string }
   | { type: 'rebuild'; step: 'deleting' | 'creating'; imageId: string; actionId: string; power: 'running' | 'shutoff' }
   | { type: 'snapshot'; step: 'snapshotting' | 'uploading'; imageId: string; name: string; actionId: string; agentTaskId?: string }
-  | { type: 'delete'; actionId: string };
+  | { type: 'delete'; actionId: string }
+  | import('./live-migration.js').LiveMigrationTask
+  | MoveTask
+  | { type: 'confirm-move'; migrationId: string; actionId: string }
+  | { type: 'revert-move'; migrationId: string; actionId: string; source: string; power: 'running' | 'shutoff' };
+
+/**
+ * A cold migration or resize to another host (servers/moves.ts): stop → the source uploads the
+ * disk (exporting) → the destination spawns from it (spawning) → VERIFY_RESIZE; any failure rolls
+ * back (the source's copy is the server again).
+ */
+export interface MoveTask {
+  type: 'move';
+  kind: 'migration' | 'resize';
+  step: 'stopping' | 'exporting' | 'spawning' | 'rollback';
+  migrationId: string;
+  source: string;
+  dest: string;
+  newFlavor: FlavorSnapshot;
+  oldFlavor: FlavorSnapshot;
+  wasRunning: boolean;
+  actionId: string;
+  agentTaskId?: string;
+  /** Why the move is being rolled back. */
+  error?: string;
+}
 
 export interface ServerRecord {
   id: string;
@@ -121,6 +146,16 @@ export class ServerStore {
   async insert(s: ServerRecord, tx: Db = this.db): Promise<void> {
     await tx.insertInto('compute_servers').values(serverToRow(s)).execute();
     for (const tag of s.tags) await tx.insertInto('compute_server_tags').values({ server_id: s.id, tag }).execute();
+  }
+
+  /** Many servers in a few statements (imports, benches); chunked under the engines' parameter limits. */
+  async insertMany(servers: ServerRecord[], tx: Db = this.db): Promise<void> {
+    for (let i = 0; i < servers.length; i += 200) {
+      const chunk = servers.slice(i, i + 200);
+      if (chunk.length) await tx.insertInto('compute_servers').values(chunk.map(serverToRow)).execute();
+      const tags = chunk.flatMap((s) => [...new Set(s.tags)].map((tag) => ({ server_id: s.id, tag })));
+      if (tags.length) await tx.insertInto('compute_server_tags').values(tags).execute();
+    }
   }
 
   async update(s: ServerRecord, tx: Db = this.db): Promise<void> {

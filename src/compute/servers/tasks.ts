@@ -8,23 +8,32 @@ import { closeAction } from './actions.js';
 import type { ReconcilerDeps } from './reconciler.js';
 import type { InstanceLike, ImageLookup } from './ports.js';
 import type { ServerRecord } from './store.js';
+import { moveStep } from './moves.js';
 
 const settled = (i: InstanceLike) => i.observedGeneration >= i.generation && !i.busy && !i.task && !i.taskState;
+
+/** Ends the server's task: clears it, records a fault on error, closes its instance action. */
+export async function endTask(d: Pick<ReconcilerDeps, 'store'>, s: ServerRecord, result: 'Success' | 'Error', details?: string): Promise<void> {
+  const t = s.task;
+  const actionId = t && 'actionId' in t ? t.actionId : undefined;
+  s.task = null;
+  s.taskState = null;
+  if (result === 'Error') s.fault = { code: 500, message: details ?? 'Error', created: nowIso() };
+  s.updatedAt = nowIso();
+  await d.store.update(s);
+  if (actionId) await closeAction(d.store.db, actionId, result, details);
+}
 
 export async function taskStep(d: ReconcilerDeps & { images?: () => ImageLookup }, s: ServerRecord, inst: InstanceLike | undefined, _kick: () => void): Promise<void> {
   const t = s.task!;
   const save = async () => { s.updatedAt = nowIso(); await d.store.update(s); };
   const finish = async (result: 'Success' | 'Error', details?: string) => {
-    const actionId = 'actionId' in t ? t.actionId : undefined;
     if ((t.type === 'resize' || t.type === 'revert') && t.migrationId) {
       await d.migrations.update(t.migrationId, { status: result === 'Error' ? 'error' : t.type === 'resize' ? 'finished' : 'reverted', ...(result === 'Error' ? { error: details ?? 'Error' } : {}) });
     }
-    s.task = null;
-    s.taskState = null;
-    if (result === 'Error') s.fault = { code: 500, message: details ?? 'Error', created: nowIso() };
-    await save();
-    if (actionId) await closeAction(d.store.db, actionId, result, details);
+    await endTask(d, s, result, details);
   };
+  if (t.type === 'move' || t.type === 'confirm-move' || t.type === 'revert-move') return moveStep(d, s, inst);
 
   if (t.type === 'resize' || t.type === 'revert') {
     if (!inst) return finish('Error', 'the server has no guest on its host');

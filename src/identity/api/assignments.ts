@@ -65,10 +65,12 @@ export async function roleAssignmentRoutes(app: App, d: Deps): Promise<void> {
           }
         }
       }
-      // The same role reached twice (directly and by implication) is listed once.
+      // The same role reached twice (directly and by implication) is listed once. Domain-specific
+      // roles only carry what they imply: they are never effective themselves (as in Keystone).
+      const domainRoles = new Set((await d.core.db.selectFrom('identity_roles').select('id').where('domain_id', '!=', '').execute()).map((r) => r.id));
       const key = (e: Entry) => `${e.actor}|${e.actorId}|${e.scope}|${e.targetId}|${e.roleId}|${e.viaGroup ?? ''}`;
       const seen = new Set<string>();
-      entries = expanded.filter((e) => (seen.has(key(e)) ? false : (seen.add(key(e)), true)));
+      entries = expanded.filter((e) => !domainRoles.has(e.roleId) && (seen.has(key(e)) ? false : (seen.add(key(e)), true)));
     }
 
     entries = entries.filter((e) =>

@@ -26,6 +26,7 @@ function parseExpiry(v: string | null | undefined): string | null {
 
 export async function credentialRoutes(app: App, d: Deps): Promise<void> {
   const db = d.core.db;
+  const blobs = d.core.blobs;
   const renderAppCred = (r: AppCredRow, plainSecret?: string) => ({
     id: r.id, name: r.name, description: r.description || null, user_id: r.user_id, project_id: r.project_id,
     expires_at: r.expires_at ? ksTime(r.expires_at) : null, unrestricted: bool(r.unrestricted),
@@ -92,7 +93,7 @@ export async function credentialRoutes(app: App, d: Deps): Promise<void> {
 
   // ---------- EC2 ----------
   const renderEc2 = (r: CredentialRow) => {
-    const blob = fromJson<{ access: string; secret: string; trust_id?: string | null }>(r.blob, { access: '', secret: '' });
+    const blob = fromJson<{ access: string; secret: string; trust_id?: string | null }>(blobs.open(r.blob), { access: '', secret: '' });
     return {
       user_id: r.user_id, tenant_id: r.project_id, access: blob.access, secret: blob.secret, trust_id: blob.trust_id ?? null,
       links: { self: v3Url(d, `/users/${r.user_id}/credentials/OS-EC2/${blob.access}`) },
@@ -111,7 +112,7 @@ export async function credentialRoutes(app: App, d: Deps): Promise<void> {
     const access = hexId();
     const row: CredentialRow = {
       id: ec2Id(access), user_id: userId, project_id: project.id, type: 'ec2',
-      blob: JSON.stringify({ access, secret: hexId(), trust_id: null }), extra: '{}', created_at: nowIso(),
+      blob: blobs.seal(JSON.stringify({ access, secret: hexId(), trust_id: null })), extra: '{}', created_at: nowIso(),
     };
     await db.insertInto('identity_credentials').values(row).execute();
     reply.code(201);
@@ -141,7 +142,7 @@ export async function credentialRoutes(app: App, d: Deps): Promise<void> {
 
   // ---------- /v3/credentials ----------
   const renderCred = (r: CredentialRow) => ({
-    id: r.id, user_id: r.user_id, project_id: r.project_id, type: r.type, blob: r.blob, links: { self: v3Url(d, `/credentials/${r.id}`) },
+    id: r.id, user_id: r.user_id, project_id: r.project_id, type: r.type, blob: blobs.open(r.blob), links: { self: v3Url(d, `/credentials/${r.id}`) },
   });
   const idFor = (type: string, blob: string) => {
     if (type !== 'ec2') return hexId();
@@ -155,7 +156,7 @@ export async function credentialRoutes(app: App, d: Deps): Promise<void> {
     await mustUser(d, b.user_id).catch(() => { throw badRequest(`Could not find user: ${b.user_id}.`); });
     if (b.project_id) await mustProject(d, b.project_id).catch(() => { throw badRequest(`Could not find project: ${b.project_id}.`); });
     const row: CredentialRow = {
-      id: idFor(b.type, b.blob), user_id: b.user_id, project_id: b.project_id ?? null, type: b.type, blob: b.blob, extra: '{}', created_at: nowIso(),
+      id: idFor(b.type, b.blob), user_id: b.user_id, project_id: b.project_id ?? null, type: b.type, blob: blobs.seal(b.blob), extra: '{}', created_at: nowIso(),
     };
     await uniquely('credential', () => db.insertInto('identity_credentials').values(row).execute());
     reply.code(201);
@@ -195,10 +196,14 @@ export async function credentialRoutes(app: App, d: Deps): Promise<void> {
       }
     }
     if (b.user_id && b.user_id !== r.user_id) await mustUser(d, b.user_id).catch(() => { throw badRequest(`Could not find user: ${b.user_id}.`); });
-    const next: CredentialRow = { ...r, blob: b.blob ?? r.blob, type: b.type ?? r.type, user_id: b.user_id ?? r.user_id, project_id: b.project_id === undefined ? r.project_id : b.project_id };
-    if (next.type === 'ec2' && idFor(next.type, next.blob) !== r.id) throw badRequest("An ec2 credential's access key cannot change.");
-    await db.updateTable('identity_credentials').set(next).where('id', '=', r.id).execute();
-    return { credential: renderCred(next) };
+    const next: CredentialRow = { ...r, blob: b.blob ?? blobs.open(r.blob), type: b.type ?? r.type, user_id: b.user_id ?? r.user_id, project_id: b.project_id === undefined ? r.project_id : b.project_id };
+    // Keystone lets the blob (access key included) change while the id stays: the EC2/S3 lookup
+    // goes by the id derived from the access key at creation, so such a credential then serves
+    // neither key for signatures (as in Keystone). The blob must still name an access key.
+    if (next.type === 'ec2') idFor(next.type, next.blob);
+    const stored = { ...next, blob: blobs.seal(next.blob) };
+    await db.updateTable('identity_credentials').set(stored).where('id', '=', r.id).execute();
+    return { credential: renderCred(stored) };
   });
   app.delete<{ Params: U }>('/credentials/:id', async (req, reply) => {
     const r = await cred(req.params.id);

@@ -87,6 +87,7 @@ export async function roleRoutes(app: App, d: Deps): Promise<void> {
     const { prior, implied } = await pair(req);
     if (implied.name === 'admin') throw forbidden('The admin role cannot be implied by another role.');
     if (prior.id === implied.id) throw badRequest('A role cannot imply itself.');
+    if (!prior.domain_id && implied.domain_id) throw forbidden('A global role cannot imply a domain-specific role.');
     const edges = await d.core.db.selectFrom('identity_implied_roles').selectAll().execute();
     // Refuse loops: `implied` must not already lead back to `prior`.
     const reach = new Set([implied.id]);
@@ -109,6 +110,12 @@ export async function roleRoutes(app: App, d: Deps): Promise<void> {
     if (!e) throw notFound(`${prior.id} does not imply ${implied.id}.`);
     return { prior, implied };
   };
+  // HEAD checks a rule: 204, as Keystone answers (not the 200 of an implicit HEAD of GET).
+  app.head<{ Params: PI }>('/roles/:id/implies/:implied', async (req, reply) => {
+    allow(d, req, 'identity:check_implied_role');
+    await getEdge(req);
+    reply.code(204).send();
+  });
   app.get<{ Params: PI }>('/roles/:id/implies/:implied', async (req) => {
     allow(d, req, 'identity:list_implied_roles');
     const { prior, implied } = await getEdge(req);

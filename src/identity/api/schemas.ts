@@ -2,6 +2,8 @@
 import { Type } from '@sinclair/typebox';
 
 const Name = Type.String({ minLength: 1, maxLength: 255, pattern: '\\S' });
+/** Keystone allows 64 characters for project and domain names (255 for users, groups, roles). */
+const ShortName = Type.String({ minLength: 1, maxLength: 64, pattern: '\\S' });
 const Desc = Type.Union([Type.String({ maxLength: 65535 }), Type.Null()]);
 const Id = Type.String({ minLength: 1, maxLength: 64 });
 const Tag = Type.String({ minLength: 1, maxLength: 255, pattern: '^[^,/]+$' });
@@ -9,21 +11,21 @@ const Tags = Type.Array(Tag, { maxItems: 80 });
 const NullableId = Type.Union([Id, Type.Null()]);
 
 export const DomainCreate = Type.Object({ domain: Type.Object({
-  name: Name, description: Type.Optional(Desc), enabled: Type.Optional(Type.Boolean()), tags: Type.Optional(Tags),
+  name: ShortName, description: Type.Optional(Desc), enabled: Type.Optional(Type.Boolean()), tags: Type.Optional(Tags),
   explicit_domain_id: Type.Optional(Type.String({ pattern: '^[0-9a-f]{32}$' })), options: Type.Optional(Type.Object({})),
 }) });
 export const DomainUpdate = Type.Object({ domain: Type.Object({
-  name: Type.Optional(Name), description: Type.Optional(Desc), enabled: Type.Optional(Type.Boolean()), tags: Type.Optional(Tags),
+  name: Type.Optional(ShortName), description: Type.Optional(Desc), enabled: Type.Optional(Type.Boolean()), tags: Type.Optional(Tags),
   options: Type.Optional(Type.Object({})),
 }) });
 
 export const ProjectCreate = Type.Object({ project: Type.Object({
-  name: Name, domain_id: Type.Optional(NullableId), parent_id: Type.Optional(NullableId), description: Type.Optional(Desc),
+  name: ShortName, domain_id: Type.Optional(NullableId), parent_id: Type.Optional(NullableId), description: Type.Optional(Desc),
   enabled: Type.Optional(Type.Boolean()), is_domain: Type.Optional(Type.Boolean()), tags: Type.Optional(Tags),
   options: Type.Optional(Type.Object({})),
 }) });
 export const ProjectUpdate = Type.Object({ project: Type.Object({
-  name: Type.Optional(Name), description: Type.Optional(Desc), enabled: Type.Optional(Type.Boolean()),
+  name: Type.Optional(ShortName), description: Type.Optional(Desc), enabled: Type.Optional(Type.Boolean()),
   tags: Type.Optional(Tags), domain_id: Type.Optional(Id), parent_id: Type.Optional(NullableId),
   is_domain: Type.Optional(Type.Boolean()), options: Type.Optional(Type.Object({})),
 }) });

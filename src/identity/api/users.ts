@@ -1,11 +1,11 @@
 // /v3/users (passwords, options, lockout), /v3/groups and group membership.
 import type { App } from '../../core/http.js';
 import { authOf } from '../../core/auth.js';
-import { badRequest, forbidden, notFound, unauthorized } from '../../core/errors.js';
+import { badRequest, forbidden, notFound } from '../../core/errors.js';
 import { hexId, nowIso } from '../../core/ids.js';
 import { toDbBool } from '../../core/db.js';
 import { deleteGroup, deleteUser } from '../admin.js';
-import { hashPassword, verifyPassword } from '../passwords.js';
+import { hashPassword } from '../passwords.js';
 import { bool, fromJson, uniquely, type GroupRow, type UserRow } from '../store.js';
 import { allow, boolQuery, extraOf, listBody, q, type Deps } from './common.js';
 import { defaultDomainOf, mustDomain } from './projects.js';
@@ -50,7 +50,7 @@ export async function userRoutes(app: App, d: Deps): Promise<void> {
     allow(d, req, 'identity:create_user');
     const b = req.body.user;
     const domainId = b.domain_id ?? defaultDomainOf(req);
-    await mustDomain(d, domainId).catch(() => { throw badRequest(`Could not find domain: ${domainId}.`); });
+    await mustDomain(d, domainId); // a 404, as Keystone answers
     await checkDefaultProject(d, b.default_project_id);
     const now = nowIso();
     const row: UserRow = {
@@ -122,7 +122,7 @@ export async function userRoutes(app: App, d: Deps): Promise<void> {
     allow(d, req, 'identity:change_password', { user_id: r.id });
     if (fromJson<Record<string, unknown>>(r.options, {}).lock_password) throw forbidden('The password of this user is locked.');
     const { password, original_password: original } = req.body.user;
-    if (!(await verifyPassword(r.password_hash, original))) throw unauthorized('The original password is not correct.');
+    await d.core.checkPassword(r.id, original);
     await d.core.db.updateTable('identity_users')
       .set({ password_hash: await hashPassword(password), password_created_at: nowIso(), failed_auth_count: 0, failed_auth_at: null })
       .where('id', '=', r.id).execute();

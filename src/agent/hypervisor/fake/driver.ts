@@ -5,11 +5,17 @@ import {
   InvalidStateError, NotFoundError,
   type BaseImage, type ConfigDriveSpec, type ConsoleChunk, type DiskSpec, type HypervisorDriver, type InstanceInfo, type NicSpec,
   type InstanceSpec, type PowerState, type RebootKind, type SnapshotResult, type VncAddress,
+  type IncomingMigration, type MigrateOutOptions, type MigrationListen,
 } from '../driver.js';
+
+/** Destinations waiting for a migration, by URI: fake drivers in one process migrate to each other. */
+const incoming = new Map<string, { guest: FakeGuest; arrived: boolean }>();
 
 interface FakeGuest {
   spec: InstanceSpec;
-  image: BaseImage;
+  image: BaseImage | null;
+  /** The moved disk it was spawned from, if any. */
+  disk?: string;
   configDrive?: ConfigDriveSpec;
   state: PowerState;
   pid?: number;
@@ -27,9 +33,9 @@ export class FakeDriver implements HypervisorDriver {
   /** Make the next call of this method throw (tests of retries and faults). */
   failNext = new Map<string, string>();
 
-  async spawn(spec: InstanceSpec, image: BaseImage, configDrive: ConfigDriveSpec | undefined, opts: { start?: boolean } = {}): Promise<void> {
+  async spawn(spec: InstanceSpec, image: BaseImage | null, configDrive: ConfigDriveSpec | undefined, opts: { start?: boolean; disk?: string } = {}): Promise<void> {
     this.record('spawn', spec.id);
-    if (!this.guests.has(spec.id)) this.guests.set(spec.id, { spec: { ...spec }, image, configDrive, state: 'shutdown', console: '', boots: 0 });
+    if (!this.guests.has(spec.id)) this.guests.set(spec.id, { spec: { ...spec }, image, ...(opts.disk ? { disk: opts.disk } : {}), configDrive, state: 'shutdown', console: '', boots: 0 });
     if (opts.start !== false) await this.powerOn(spec.id);
   }
 
@@ -143,6 +149,44 @@ export class FakeDriver implements HypervisorDriver {
   }
 
   /** The guest dies (QEMU killed, host OOM) without the agent doing anything. */
+  async prepareIncoming(spec: InstanceSpec, image: BaseImage, configDrive: ConfigDriveSpec | undefined, listen: MigrationListen): Promise<IncomingMigration> {
+    this.record('prepareIncoming', spec.id);
+    const uri = `fake:${listen.host}:${listen.ports[0]}/${spec.id}`;
+    if (!this.guests.has(spec.id)) {
+      const guest: FakeGuest = { spec: { ...spec }, image, configDrive, state: 'paused', pid: this.nextPid++, console: '', boots: 0 };
+      this.guests.set(spec.id, guest);
+      incoming.set(uri, { guest, arrived: false });
+    }
+    return { uri, diskUri: `${uri}/disk` };
+  }
+
+  async migrateOut(id: string, to: IncomingMigration, opts: MigrateOutOptions = {}): Promise<{ downtimeMs?: number; totalMs: number }> {
+    this.record('migrateOut', id);
+    const g = this.require(id, ['running', 'paused']);
+    const dest = incoming.get(to.uri);
+    if (!dest) throw new Error(`nobody waits for a migration at ${to.uri}`);
+    if (opts.signal?.aborted) throw new Error('live migration aborted');
+    opts.onProgress?.({ phase: 'memory', memoryDone: 1, memoryTotal: 1 });
+    // force_complete pauses the guest: it arrives paused (the destination's agent resumes it).
+    if (opts.forceComplete?.aborted) { this.calls.push(`forceComplete ${id}`); g.state = 'paused'; }
+    Object.assign(dest.guest, { state: g.state, console: g.console, boots: g.boots });
+    dest.arrived = true;
+    incoming.delete(to.uri);
+    g.state = 'shutdown';
+    g.pid = undefined;
+    return { downtimeMs: 1, totalMs: 1 };
+  }
+
+  async abortOutgoing(id: string): Promise<void> {
+    this.record('abortOutgoing', id);
+  }
+
+  async finishIncoming(id: string): Promise<void> {
+    this.record('finishIncoming', id);
+    const g = this.get(id);
+    if ([...incoming.values()].some((w) => w.guest === g)) throw new Error(`the migration of ${id} has not arrived`);
+  }
+
   crash(id: string): void {
     const g = this.get(id);
     g.state = 'shutdown';

@@ -1,21 +1,23 @@
 // The QEMU driver: every guest is a daemonized qemu-system-x86_64 (not a child of the agent, so it
 // outlives agent restarts), described entirely by files in its own directory (see cmdline.ts).
 // Operations on one guest are serialized (QMP admits one client at a time).
-import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync,
-  unlinkSync, writeFileSync, openSync, readSync, closeSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, openSync, readSync, closeSync } from 'node:fs';
 import type { Logger } from 'pino';
 import {
   InvalidStateError, NotFoundError,
   type BaseImage, type ConfigDriveSpec, type ConsoleChunk, type DiskSpec, type HypervisorDriver, type InstanceInfo, type NicSpec,
   type InstanceSpec, type PowerState, type RebootKind, type SnapshotResult, type VncAddress,
+  type IncomingMigration, type MigrateOutOptions, type MigrationListen,
 } from '../driver.js';
 import { run } from '../../exec.js';
 import { buildConfigDrive } from './configdrive.js';
 import { guestPaths, qemuArgs, type Accelerator, type GuestPaths } from './cmdline.js';
 import { cgroupRoot, guestCgroup, isGuestProcess, launchQemu, readPidFile, removeCgroup, waitGone } from './process.js';
 import { withQmp, type QmpClient } from './qmp.js';
-import { plugDisk, plugNic, unplugDisk, unplugNic } from './hotplug.js';
+import { applyDeviceChange, attachDiskChange, attachNicChange, detachDiskChange, detachNicChange } from './hotplug.js';
+import { abortOutgoing, finishIncoming, migrateOut, prepareIncoming } from './migration.js';
+import { restoreState, saveState, takeSnapshot } from './savestate.js';
+import { diskUsage, writeAtomic, type GuestOps } from './guest-ops.js';
 
 export interface QemuDriverOptions {
   /** DATA_DIR/agent/instances */
@@ -25,6 +27,12 @@ export interface QemuDriverOptions {
   binary?: string;
   /** Put each guest in its own cgroup when cgroup v2 is writable (default true). */
   cgroups?: boolean;
+  /**
+   * Groups this agent's guest cgroups under `stratus.slice/host-TAG.slice`: two agents on one
+   * machine (tests, a live migration between them) must not share an instance's cgroup, or
+   * removing the source's would kill the destination's QEMU.
+   */
+  cgroupTag?: string;
   /** Address guests' VNC servers listen on over TCP (for controllers on other machines); default: a unix socket. */
   vncListen?: string;
 }
@@ -33,7 +41,7 @@ const PAUSED_STATES = new Set(['paused', 'suspended', 'postmigrate', 'finish-mig
   'restore-vm', 'save-vm', 'debug', 'colo']);
 const CRASHED_STATES = new Set(['guest-panicked', 'internal-error', 'io-error', 'watchdog']);
 
-export class QemuDriver implements HypervisorDriver {
+export class QemuDriver implements HypervisorDriver, GuestOps {
   readonly hypervisorType = 'QEMU' as const;
   readonly accelerator: Accelerator;
   readonly binary: string;
@@ -45,7 +53,11 @@ export class QemuDriver implements HypervisorDriver {
     this.accelerator = o.accel;
     this.binary = o.binary ?? 'qemu-system-x86_64';
     mkdirSync(o.instancesDir, { recursive: true });
-    this.cgroupRoot = o.cgroups === false ? undefined : cgroupRoot();
+    this.cgroupRoot = o.cgroups === false ? undefined : cgroupRoot(o.cgroupTag);
+  }
+
+  get log(): Logger {
+    return this.o.log;
   }
 
   paths(id: string): GuestPaths {
@@ -58,26 +70,42 @@ export class QemuDriver implements HypervisorDriver {
     return [this.binary, ...qemuArgs(spec, p, { accel: this.accelerator, hasConfigDrive: existsSync(p.configDrive), vncListen: this.o.vncListen, ...opts })];
   }
 
-  async spawn(spec: InstanceSpec, image: BaseImage, configDrive: ConfigDriveSpec | undefined, opts: { start?: boolean } = {}): Promise<void> {
+  async spawn(spec: InstanceSpec, image: BaseImage | null, configDrive: ConfigDriveSpec | undefined, opts: { start?: boolean; disk?: string } = {}): Promise<void> {
     const p = this.paths(spec.id);
     if (p.qmp.length > 100) throw new Error(`instance directory too deep for unix sockets: ${p.qmp}`);
     await this.locked(spec.id, async () => {
-      const log = this.o.log.child({ instance: spec.id });
-      mkdirSync(p.dir, { recursive: true, mode: 0o700 });
-      writeAtomic(p.spec, JSON.stringify(spec, null, 2));
-      if (!existsSync(p.disk)) {
-        const part = `${p.disk}.part`;
-        const size = await this.targetSize(image, spec.diskGb);
-        await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', image.format, '-b', image.path, part, ...(size ? [String(size)] : [])]);
-        renameSync(part, p.disk);
-        log.info({ base: image.path, sizeBytes: size }, 'created overlay disk');
-      }
-      if (configDrive && !existsSync(p.configDrive)) {
-        await buildConfigDrive(configDrive, p.configDrive);
-        log.info('built config drive');
-      }
+      await this.createFiles(spec, image, configDrive, opts.disk);
       if (opts.start !== false) await this.start(spec.id);
     });
+  }
+
+  /** The guest's directory, spec, overlay disk and config drive (each created once). */
+  async createFiles(spec: InstanceSpec, image: BaseImage | null, configDrive: ConfigDriveSpec | undefined, disk?: string): Promise<void> {
+    const p = this.paths(spec.id);
+    const log = this.o.log.child({ instance: spec.id });
+    mkdirSync(p.dir, { recursive: true, mode: 0o700 });
+    writeAtomic(p.spec, JSON.stringify(spec, null, 2));
+    if (!existsSync(p.disk) && disk) {
+      // A moved guest's own disk (cold migration), grown to the spec's size.
+      const info = JSON.parse(await run('qemu-img', ['info', '--output=json', disk])) as { 'virtual-size': number; format: string };
+      if (info.format !== 'qcow2') throw new Error(`a moved disk must be qcow2, not ${info.format}`);
+      const want = spec.diskGb * 1024 ** 3;
+      if (want > info['virtual-size']) await run('qemu-img', ['resize', '-q', disk, String(want)]);
+      renameSync(disk, p.disk);
+      log.info({ virtualSize: Math.max(want, info['virtual-size']) }, 'imported moved disk');
+    }
+    if (!existsSync(p.disk)) {
+      if (!image) throw new Error(`guest ${spec.id} has no disk and no image to make one from`);
+      const part = `${p.disk}.part`;
+      const size = await this.targetSize(image, spec.diskGb);
+      await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', image.format, '-b', image.path, part, ...(size ? [String(size)] : [])]);
+      renameSync(part, p.disk);
+      log.info({ base: image.path, sizeBytes: size }, 'created overlay disk');
+    }
+    if (configDrive && !existsSync(p.configDrive)) {
+      await buildConfigDrive(configDrive, p.configDrive);
+      log.info('built config drive');
+    }
   }
 
   async destroy(id: string): Promise<void> {
@@ -98,7 +126,7 @@ export class QemuDriver implements HypervisorDriver {
   async powerOn(id: string): Promise<void> {
     await this.locked(id, async () => {
       if (this.livePid(id)) return;
-      if (existsSync(this.paths(id).state)) await this.restore(id);
+      if (existsSync(this.paths(id).state)) await restoreState(this, id);
       else await this.start(id);
     });
   }
@@ -142,26 +170,7 @@ export class QemuDriver implements HypervisorDriver {
   }
 
   async suspend(id: string): Promise<void> {
-    await this.locked(id, async () => {
-      const p = this.paths(id);
-      const pid = this.livePid(id);
-      if (!pid) {
-        if (existsSync(p.state)) return;
-        throw new InvalidStateError(`guest ${id} is not running; only a running or paused guest can be suspended`);
-      }
-      const part = `${p.state}.part`;
-      rmSync(part, { force: true });
-      const started = Date.now();
-      await this.qmp(id, async (c) => {
-        await c.execute('stop');
-        await c.execute('migrate', { uri: `exec:cat > ${shellQuote(part)}` });
-        await waitMigration(c, 300_000);
-      });
-      renameSync(part, p.state);
-      await this.hardStop(id, pid);
-      this.afterExit(id);
-      this.o.log.info({ instance: id, ms: Date.now() - started, bytes: statSync(p.state).size }, 'suspended guest to disk');
-    });
+    await this.locked(id, () => saveState(this, id));
   }
 
   async resume(id: string): Promise<void> {
@@ -171,39 +180,12 @@ export class QemuDriver implements HypervisorDriver {
         return;
       }
       if (!existsSync(this.paths(id).state)) throw new InvalidStateError(`guest ${id} has no saved state to resume from`);
-      await this.restore(id);
+      await restoreState(this, id);
     });
   }
 
   async snapshot(id: string, dest: string): Promise<SnapshotResult> {
-    return this.locked(id, async () => {
-      const p = this.requireGuest(id);
-      const part = `${dest}.part`;
-      const pid = this.livePid(id);
-      let paused = false;
-      const started = Date.now();
-      try {
-        if (pid) {
-          // `stop` drains and flushes the disk, so reading it with -U (shared lock) is consistent.
-          const status = await this.qmp(id, (c) => c.execute<{ status: string }>('query-status'));
-          if (status.status === 'running') {
-            await this.qmp(id, (c) => c.execute('stop'));
-            paused = true;
-          }
-        }
-        await run('qemu-img', ['convert', ...(pid ? ['-U'] : []), '-f', 'qcow2', '-O', 'qcow2', p.disk, part]);
-      } finally {
-        if (paused) await this.qmp(id, (c) => c.execute('cont'));
-      }
-      renameSync(part, dest);
-      const info = JSON.parse(await run('qemu-img', ['info', '--output=json', dest])) as { 'virtual-size': number };
-      const result: SnapshotResult = {
-        path: dest, sizeBytes: statSync(dest).size, virtualSizeBytes: info['virtual-size'],
-        sha256: await sha256File(dest), format: 'qcow2',
-      };
-      this.o.log.info({ instance: id, ms: Date.now() - started, pausedMs: paused ? Date.now() - started : 0, dest }, 'snapshot taken');
-      return result;
-    });
+    return this.locked(id, () => takeSnapshot(this, id, dest));
   }
 
   async resize(id: string, flavor: { vcpus: number; ramMb: number; diskGb?: number }): Promise<void> {
@@ -283,27 +265,35 @@ export class QemuDriver implements HypervisorDriver {
   }
 
   async attachDisk(id: string, disk: DiskSpec): Promise<void> {
-    await this.hotplug(id, (spec) => {
-      spec.disks = [...(spec.disks ?? []).filter((d) => d.id !== disk.id), disk];
-    }, (c) => plugDisk(c, disk));
+    await this.locked(id, () => applyDeviceChange(this, id, attachDiskChange(disk)));
   }
 
   async detachDisk(id: string, diskId: string): Promise<void> {
-    await this.hotplug(id, (spec) => {
-      spec.disks = (spec.disks ?? []).filter((d) => d.id !== diskId);
-    }, (c) => unplugDisk(c, diskId, 30_000));
+    await this.locked(id, () => applyDeviceChange(this, id, detachDiskChange(diskId)));
   }
 
   async attachNic(id: string, nic: NicSpec): Promise<void> {
-    await this.hotplug(id, (spec) => {
-      spec.nics = [...spec.nics.filter((n) => n.id !== nic.id), nic];
-    }, (c) => plugNic(c, nic));
+    await this.locked(id, () => applyDeviceChange(this, id, attachNicChange(nic)));
   }
 
   async detachNic(id: string, nicId: string): Promise<void> {
-    await this.hotplug(id, (spec) => {
-      spec.nics = spec.nics.filter((n) => n.id !== nicId);
-    }, (c) => unplugNic(c, nicId, 30_000));
+    await this.locked(id, () => applyDeviceChange(this, id, detachNicChange(nicId)));
+  }
+
+  async prepareIncoming(spec: InstanceSpec, image: BaseImage, configDrive: ConfigDriveSpec | undefined, listen: MigrationListen): Promise<IncomingMigration> {
+    return this.locked(spec.id, () => prepareIncoming(this, spec, image, configDrive, listen));
+  }
+
+  async migrateOut(id: string, to: IncomingMigration, opts?: MigrateOutOptions): Promise<{ downtimeMs?: number; totalMs: number }> {
+    return this.locked(id, () => migrateOut(this, id, to, opts));
+  }
+
+  async abortOutgoing(id: string): Promise<void> {
+    await this.locked(id, () => abortOutgoing(this, id));
+  }
+
+  async finishIncoming(id: string, timeoutMs = 600_000): Promise<void> {
+    await this.locked(id, () => finishIncoming(this, id, timeoutMs));
   }
 
   /** Pid of the guest's live QEMU, checked against /proc (never trusts the pid file alone). */
@@ -314,31 +304,33 @@ export class QemuDriver implements HypervisorDriver {
 
   // --- internals -----------------------------------------------------------------------------
 
-  /**
-   * Changes the persisted spec and, when the guest runs, the live machine. Attach: plug first,
-   * then record (a failed plug changes nothing). Detach: unplug first, then forget.
-   * A suspended guest cannot change devices (its saved state must match them).
-   */
-  private async hotplug(id: string, edit: (spec: InstanceSpec) => void, live: (c: QmpClient) => Promise<void>): Promise<void> {
-    await this.locked(id, async () => {
-      const p = this.requireGuest(id);
-      if (!this.livePid(id) && existsSync(p.state)) throw new InvalidStateError(`guest ${id} is suspended; resume it before changing its devices`);
-      if (this.livePid(id)) await this.qmp(id, live, 5000);
-      const spec = this.readSpec(id)!;
-      edit(spec);
-      writeAtomic(p.spec, JSON.stringify(spec, null, 2));
-      this.o.log.info({ instance: id, disks: spec.disks?.map((d) => d.id) ?? [], nics: spec.nics.map((n) => n.id) }, 'devices changed');
-    });
-  }
+  // --- GuestOps: for hotplug.ts, savestate.ts, migration.ts (callers hold the guest's lock) ---
 
-  private readSpec(id: string): InstanceSpec | undefined {
+  readSpec(id: string): InstanceSpec | undefined {
     try { return JSON.parse(readFileSync(this.paths(id).spec, 'utf8')) as InstanceSpec; } catch { return undefined; }
   }
 
-  private requireGuest(id: string): GuestPaths {
+  writeSpec(id: string, spec: InstanceSpec): void {
+    writeAtomic(this.paths(id).spec, JSON.stringify(spec, null, 2));
+  }
+
+  requireGuest(id: string): GuestPaths {
     const p = this.paths(id);
     if (!existsSync(p.spec)) throw new NotFoundError(id);
     return p;
+  }
+
+  startGuest(id: string, opts: { incoming?: boolean }): Promise<number> {
+    return this.start(id, opts);
+  }
+
+  noteState(id: string, state: PowerState): void {
+    this.lastState.set(id, state);
+  }
+
+  async stopGuest(id: string, pid: number): Promise<void> {
+    await this.hardStop(id, pid);
+    this.afterExit(id);
   }
 
   private async start(id: string, opts: { incoming?: boolean } = {}): Promise<number> {
@@ -354,21 +346,6 @@ export class QemuDriver implements HypervisorDriver {
     this.lastState.set(id, opts.incoming ? 'paused' : 'running');
     this.o.log.info({ instance: id, pid, ms: Date.now() - started, accel: this.accelerator }, 'started qemu');
     return pid;
-  }
-
-  /** Starts QEMU waiting for the saved state, loads it, and lets the vCPUs run. */
-  private async restore(id: string): Promise<void> {
-    const p = this.paths(id);
-    const started = Date.now();
-    await this.start(id, { incoming: true });
-    await this.qmp(id, async (c) => {
-      await c.execute('migrate-incoming', { uri: `exec:cat ${shellQuote(p.state)}` });
-      await waitMigration(c, 300_000);
-      await c.execute('cont');
-    });
-    unlinkSync(p.state);
-    this.lastState.set(id, 'running');
-    this.o.log.info({ instance: id, ms: Date.now() - started }, 'resumed guest from saved state');
   }
 
   private async acpiShutdown(id: string, pid: number, timeoutSec: number): Promise<boolean> {
@@ -404,7 +381,7 @@ export class QemuDriver implements HypervisorDriver {
     this.lastState.set(id, existsSync(p.state) ? 'suspended' : 'shutdown');
   }
 
-  private async qmp<T>(id: string, fn: (c: QmpClient) => Promise<T>, timeoutMs?: number): Promise<T> {
+  async qmp<T>(id: string, fn: (c: QmpClient) => Promise<T>, timeoutMs?: number): Promise<T> {
     if (!this.livePid(id)) throw new InvalidStateError(`guest ${id} is not running`);
     return withQmp(this.paths(id).qmp, fn, timeoutMs);
   }
@@ -431,42 +408,4 @@ export class QemuDriver implements HypervisorDriver {
       if (this.locks.get(id) === p) this.locks.delete(id);
     }
   }
-}
-
-async function waitMigration(c: QmpClient, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const m = await c.execute<{ status?: string; 'error-desc'?: string }>('query-migrate');
-    if (m.status === 'completed') return;
-    if (m.status === 'failed' || m.status === 'cancelled') throw new Error(`migration ${m.status}: ${m['error-desc'] ?? ''}`);
-    if (Date.now() > deadline) throw new Error('saving/loading guest state timed out');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
-
-function writeAtomic(path: string, text: string): void {
-  writeFileSync(`${path}.tmp`, text, { mode: 0o600 });
-  renameSync(`${path}.tmp`, path);
-}
-
-function diskUsage(dir: string): number {
-  let total = 0;
-  try {
-    for (const name of readdirSync(dir)) {
-      try {
-        const s = statSync(`${dir}/${name}`);
-        if (s.isFile()) total += s.blocks * 512;
-      } catch { /* vanished */ }
-    }
-  } catch { /* no dir */ }
-  return total;
-}
-
-export function sha256File(path: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const h = createHash('sha256');
-    createReadStream(path).on('data', (d) => h.update(d)).on('error', reject).on('end', () => resolve(h.digest('hex')));
-  });
 }

@@ -1,7 +1,10 @@
 // Hot-plugging disks and NICs into a running QEMU over QMP (blockdev-add + device_add; device_del
-// + blockdev-del once the guest has released the device), as measured in HOST-FACTS.
-import type { DiskSpec, NicSpec } from '../driver.js';
+// + blockdev-del once the guest has released the device), as measured in HOST-FACTS, and the
+// driver's attach/detach built on them (the spec on disk follows the live machine).
+import { existsSync } from 'node:fs';
+import { InvalidStateError, type DiskSpec, type InstanceSpec, type NicSpec } from '../driver.js';
 import { diskDevice, diskNode, netdevId, nicDevice, serialOf } from './cmdline.js';
+import type { GuestOps } from './guest-ops.js';
 import type { QmpClient } from './qmp.js';
 
 async function hasDevice(c: QmpClient, id: string): Promise<boolean> {
@@ -61,4 +64,44 @@ async function unplug(c: QmpClient, device: string, timeoutMs: number): Promise<
     if (Date.now() > deadline) throw new Error(`the guest did not release ${device} within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+// --- the driver's side: persisted spec + live machine ---------------------------------------
+
+/** A change of devices: how the persisted spec changes and what to do to the running machine. */
+export interface DeviceChange {
+  edit(spec: InstanceSpec): void;
+  live(c: QmpClient): Promise<void>;
+}
+
+export const attachDiskChange = (disk: DiskSpec): DeviceChange => ({
+  edit: (spec) => { spec.disks = [...(spec.disks ?? []).filter((d) => d.id !== disk.id), disk]; },
+  live: (c) => plugDisk(c, disk),
+});
+export const detachDiskChange = (diskId: string): DeviceChange => ({
+  edit: (spec) => { spec.disks = (spec.disks ?? []).filter((d) => d.id !== diskId); },
+  live: (c) => unplugDisk(c, diskId, 30_000),
+});
+export const attachNicChange = (nic: NicSpec): DeviceChange => ({
+  edit: (spec) => { spec.nics = [...spec.nics.filter((n) => n.id !== nic.id), nic]; },
+  live: (c) => plugNic(c, nic),
+});
+export const detachNicChange = (nicId: string): DeviceChange => ({
+  edit: (spec) => { spec.nics = spec.nics.filter((n) => n.id !== nicId); },
+  live: (c) => unplugNic(c, nicId, 30_000),
+});
+
+/**
+ * Changes the persisted spec and, when the guest runs, the live machine. Attach: plug first,
+ * then record (a failed plug changes nothing). Detach: unplug first, then forget.
+ * A suspended guest cannot change devices (its saved state must match them).
+ */
+export async function applyDeviceChange(h: GuestOps, id: string, change: DeviceChange): Promise<void> {
+  const p = h.requireGuest(id);
+  if (!h.livePid(id) && existsSync(p.state)) throw new InvalidStateError(`guest ${id} is suspended; resume it before changing its devices`);
+  if (h.livePid(id)) await h.qmp(id, change.live, 5000);
+  const spec = h.readSpec(id)!;
+  change.edit(spec);
+  h.writeSpec(id, spec);
+  h.log.info({ instance: id, disks: spec.disks?.map((d) => d.id) ?? [], nics: spec.nics.map((n) => n.id) }, 'devices changed');
 }

@@ -40,12 +40,15 @@ export async function waitGone(pid: number, id: string, timeoutMs: number): Prom
 
 // --- cgroups -------------------------------------------------------------------------------
 
-/** Where guest cgroups go: a `stratus` group under the cgroup v2 hierarchy, when it is writable. */
-export function cgroupRoot(): string | undefined {
+/**
+ * Where guest cgroups go: a `stratus` group under the cgroup v2 hierarchy, when it is writable;
+ * with a `tag` (an agent sharing the machine with others), its own `host-TAG.slice` inside it.
+ */
+export function cgroupRoot(tag?: string): string | undefined {
   const candidates = ['/sys/fs/cgroup', '/sys/fs/cgroup/unified'];
   for (const base of candidates) {
     if (!existsSync(join(base, 'cgroup.procs')) || !existsSync(join(base, 'cgroup.max.depth'))) continue;
-    const root = join(base, 'stratus.slice');
+    const root = join(base, 'stratus.slice', ...(tag ? [`host-${tag.replace(/[^A-Za-z0-9_.-]/g, '_')}.slice`] : []));
     try {
       mkdirSync(root, { recursive: true });
       return root;
