@@ -44,6 +44,10 @@ test('flavor create takes Nova string booleans and numeric strings; other string
   assert.equal(pub.body.flavor['os-flavor-access:is_public'], true);
   const bad = await mk('shape-bad', 'maybe');
   assert.equal(bad.status, 400);
+  // An integer id is taken as its string, as Nova does.
+  const intId = await api(tc.url, 'POST', `${V}/flavors`, { token: admin, body: { flavor: { name: 'shape-int', ram: 64, vcpus: '1', disk: '0', id: 4242 } } });
+  assert.equal(intId.status, 200, JSON.stringify(intId.body));
+  assert.equal(intId.body.flavor.id, '4242');
   // The CLI reads the private flavor back.
   const shown = await tc.openstackJson(['flavor', 'show', 'shape-private']);
   assert.equal(shown['os-flavor-access:is_public'], false);
@@ -74,6 +78,10 @@ test('before 2.36 quota sets and limits include the network quotas, read from th
   const q = await api(tc.url, 'GET', `${V}/os-quota-sets/${adminProject}`, { token: admin });
   for (const k of ['floating_ips', 'fixed_ips', 'security_groups', 'security_group_rules']) assert.equal(typeof q.body.quota_set[k], 'number', k);
   // Neutron's own quota door shows what the compute door writes, and the reverse.
+  // Quota values may be digit strings (tempest sends them so).
+  const asText = await api(tc.url, 'PUT', `${V}/os-quota-sets/${adminProject}`, { token: admin, body: { quota_set: { ram: '5120' } } });
+  assert.equal(asText.status, 200, JSON.stringify(asText.body));
+  assert.equal(asText.body.quota_set.ram, 5120);
   const set = await api(tc.url, 'PUT', `${V}/os-quota-sets/${adminProject}`, { token: admin, body: { quota_set: { floating_ips: 7 } } });
   assert.equal(set.status, 200, JSON.stringify(set.body));
   assert.equal(set.body.quota_set.floating_ips, 7);

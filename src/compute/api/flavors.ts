@@ -14,7 +14,6 @@ const FlavorCreate = Type.Object({
     ram: NovaInt(1),
     vcpus: NovaInt(1),
     disk: NovaInt(0),
-    // Nova: a string, a number (tempest sends `"id": 1234`) or null.
     id: Type.Optional(Type.Union([Type.String({ minLength: 1, maxLength: 255 }), Type.Integer({ minimum: 0 }), Type.Null()])),
     'OS-FLV-EXT-DATA:ephemeral': Type.Optional(NovaInt(0)),
     swap: Type.Optional(Type.Union([NovaInt(0), Type.Literal('')])),
