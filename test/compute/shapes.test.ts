@@ -152,3 +152,35 @@ test('console output tails as Nova does: at most N pieces when split on newlines
   assert.equal(tailLines('only', 5), 'only');
   assert.equal(tailLines('a\nb', 0), '');
 });
+
+test('a locked server refuses its owner (409) until unlocked; update and rebuild answer the short view before 2.75', async () => {
+  const demo = (await issue(tc, 'demo', tc.demoPassword)).token;
+  const h237 = mv('2.37');
+  const r = await api(tc.url, 'POST', `${V}/servers`, { token: demo, headers: h237, body: { server: { name: 'lock-vm', imageRef: 'img-shape', flavorRef: '42', networks: 'none' } } });
+  assert.equal(r.status, 202, JSON.stringify(r.body));
+  const id = r.body.server.id;
+  const action = (body: unknown, token = demo) => api(tc.url, 'POST', `${V}/servers/${id}/action`, { token, body });
+  let status = '';
+  for (let i = 0; i < 200 && status !== 'ACTIVE'; i++) {
+    status = (await api(tc.url, 'GET', `${V}/servers/${id}`, { token: demo })).body.server.status;
+    if (status !== 'ACTIVE') await new Promise((res) => setTimeout(res, 100));
+  }
+  assert.equal(status, 'ACTIVE');
+  assert.equal((await action({ lock: null })).status, 202);
+  const refused = await action({ 'os-stop': null });
+  assert.equal(refused.status, 409, 'the owner who locked it cannot stop it either');
+  assert.equal((await api(tc.url, 'PUT', `${V}/servers/${id}`, { token: demo, body: { server: { name: 'x' } } })).status, 409);
+  assert.equal((await action({ unlock: null })).status, 202);
+
+  const upd = await api(tc.url, 'PUT', `${V}/servers/${id}`, { token: demo, body: { server: { name: 'lock-vm-2' } } });
+  assert.equal(upd.status, 200);
+  assert.equal(upd.body.server.name, 'lock-vm-2');
+  for (const k of ['OS-EXT-STS:vm_state', 'key_name', 'config_drive', 'OS-EXT-AZ:availability_zone']) assert.ok(!(k in upd.body.server), k);
+  const upd75 = await api(tc.url, 'PUT', `${V}/servers/${id}`, { token: demo, headers: mv('2.75'), body: { server: { name: 'lock-vm-3' } } });
+  assert.ok('OS-EXT-STS:vm_state' in upd75.body.server);
+  const rb = await action({ rebuild: { imageRef: 'img-shape' } });
+  assert.equal(rb.status, 202, JSON.stringify(rb.body));
+  assert.ok(!('OS-EXT-STS:task_state' in rb.body.server));
+  assert.equal(rb.body.server.id, id);
+  await tc.openstack(['server', 'delete', '--wait', id]);
+});
