@@ -109,6 +109,7 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
       download: (id, disk, dest) => client.getDisk(id, dest, disk.sha256),
     },
     migrationListen: o.migrationListen,
+    portsPlugged: net ? (ids) => net.waitPlugged(ids, 120_000) : undefined,
   });
 
   let stopping = false;
