@@ -18,6 +18,7 @@ import { FileImageSource } from '../src/compute/images.js';
 import { startAgent } from '../src/agent/main.js';
 import { guestPaths, qemuArgs } from '../src/agent/hypervisor/qemu/cmdline.js';
 import { run } from '../src/agent/exec.js';
+import { median } from './timing.js';
 
 const MARKER = 'STRATUS-GUEST: ';
 const IMAGE = join(process.cwd(), 'build', 'guest', 'stratus-test.qcow2');
@@ -34,7 +35,6 @@ async function untilMarker(file: string, timeoutMs = 300_000): Promise<void> {
   }
 }
 
-const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2; };
 
 const T0 = performance.now();
 const phase = (what: string) => { if (process.env.BENCH_VERBOSE) console.error(`[${((performance.now() - T0) / 1000).toFixed(1)} s] ${what}`); };

@@ -9,7 +9,7 @@
 //               driver's powerOn returns).
 //   ssh ready — the guest's `STRATUS-GUEST: ssh ready` console marker (dropbear listening): what
 //               a user waits for, and the issue's real target (within 1.1x of raw QEMU).
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
@@ -35,7 +35,7 @@ async function untilFile(file: string, text: string, t0: number, timeoutMs = 300
   }
 }
 
-interface Round { api: { active: number; ssh: number; qemuStarted: number }; direct: { running: number; ssh: number } }
+interface Round { api: { active: number; ssh: number; steps: { spawning: number; qemu: number; converged: number } }; direct: { running: number; ssh: number } }
 
 export async function bootBench(tc: TestCloud, who: Caller, opts: { rounds: number }): Promise<void> {
   const http = async (method: string, path: string, body?: unknown) => {
@@ -57,15 +57,26 @@ export async function bootBench(tc: TestCloud, who: Caller, opts: { rounds: numb
     await agent.start();
     console.log(`(a) boot: image stratus-test (${imageId}), flavor m1.nano, no NIC (config drive), accelerator ${accel.accel}; agent = \`stratus agent\` child process`);
 
+    // Where the API path's time goes, from the agent's own log (epoch ms per line).
+    const agentTimes = (id: string, wall0: number) => {
+      const at: Record<string, number> = {};
+      for (const line of agent.log().split('\n')) {
+        if (!line.includes(id)) continue;
+        try {
+          const j = JSON.parse(line) as { time: number; msg: string; instance?: string };
+          if (j.instance === id && at[j.msg] === undefined) at[j.msg] = j.time - wall0;
+        } catch { /* not a log line */ }
+      }
+      return { spawning: at.spawning ?? NaN, qemu: at['started qemu'] ?? NaN, converged: at.converged ?? NaN };
+    };
+
     const viaApi = async (round: number) => {
+      const wall0 = Date.now();
       const t0 = performance.now();
       const r = await http('POST', '/compute/v2.1/servers', { server: { name: `boot-${round}`, imageRef: imageId, flavorRef: FLAVOR, networks: 'none' } });
       if (r.status !== 202) throw new Error(`create: ${r.status} ${JSON.stringify(r.json)}`);
       const id = r.json.server.id as string;
-      const pidFile = guestPaths(agentInstances, id).pid;
-      let qemuStarted = 0;
       for (;;) {
-        if (!qemuStarted && existsSync(pidFile)) qemuStarted = performance.now() - t0;
         const s = (await http('GET', `/compute/v2.1/servers/${id}`)).json.server;
         if (s.status === 'ACTIVE') break;
         if (s.status === 'ERROR') throw new Error(`server ERROR: ${JSON.stringify(s.fault)}\n${agent.log().slice(-3000)}`);
@@ -73,6 +84,7 @@ export async function bootBench(tc: TestCloud, who: Caller, opts: { rounds: numb
         await sleep(10);
       }
       const active = performance.now() - t0;
+      const steps = agentTimes(id, wall0);
       // The config drive the agent got, reused for the direct boot (its uuid aside).
       if (!configDrive) {
         const state = await tc.cloud.compute.service.watch(HOST, -1, 0);
@@ -82,7 +94,7 @@ export async function bootBench(tc: TestCloud, who: Caller, opts: { rounds: numb
       const del = await http('DELETE', `/compute/v2.1/servers/${id}`);
       if (del.status !== 204) throw new Error(`delete: ${del.status}`);
       while ((await http('GET', `/compute/v2.1/servers/${id}`)).status !== 404) await sleep(100);
-      return { active, ssh, qemuStarted };
+      return { active, ssh, steps };
     };
 
     const viaDriver = async () => {
@@ -103,7 +115,7 @@ export async function bootBench(tc: TestCloud, who: Caller, opts: { rounds: numb
       let a: Round['api']; let d: Round['direct'];
       if (round % 2) { a = await viaApi(round); d = await viaDriver(); } else { d = await viaDriver(); a = await viaApi(round); }
       rows.push({ api: a, direct: d });
-      console.log(`  round ${round}: running/ACTIVE: API ${a.active.toFixed(0)} ms (QEMU pid file at ${a.qemuStarted.toFixed(0)} ms), direct ${d.running.toFixed(0)} ms, ratio ${(a.active / d.running).toFixed(2)}`
+      console.log(`  round ${round}: running/ACTIVE: API ${a.active.toFixed(0)} ms (agent got it at ${a.steps.spawning.toFixed(0)}, QEMU started ${a.steps.qemu.toFixed(0)}, converged ${a.steps.converged.toFixed(0)}), direct ${d.running.toFixed(0)} ms, ratio ${(a.active / d.running).toFixed(2)}`
         + ` | ssh ready: API ${a.ssh.toFixed(0)} ms, direct ${d.ssh.toFixed(0)} ms, ratio ${(a.ssh / d.ssh).toFixed(2)}`
         + `${round === 1 ? ' (API: cold image cache)' : ''} | load ${loadavg()[0]!.toFixed(1)}`);
     }
@@ -112,6 +124,9 @@ export async function bootBench(tc: TestCloud, who: Caller, opts: { rounds: numb
     console.log(`  median of ${warm.length} warm round(s): ACTIVE ${m((r) => r.api.active).toFixed(0)} ms vs direct running ${m((r) => r.direct.running).toFixed(0)} ms`
       + ` (control plane overhead ${(m((r) => r.api.active) - m((r) => r.direct.running)).toFixed(0)} ms, ratio ${(m((r) => r.api.active) / m((r) => r.direct.running)).toFixed(2)});`
       + ` ssh ready ${m((r) => r.api.ssh).toFixed(0)} ms vs ${m((r) => r.direct.ssh).toFixed(0)} ms, ratio ${(m((r) => r.api.ssh) / m((r) => r.direct.ssh)).toFixed(2)}`);
+    console.log(`  API path, median: POST → agent has the instance ${m((r) => r.api.steps.spawning).toFixed(0)} ms (API, quota, scheduler, claim, desired state, long-poll wake-up);`
+      + ` agent work to converged ${m((r) => r.api.steps.converged - r.api.steps.spawning).toFixed(0)} ms (direct: ${m((r) => r.direct.running).toFixed(0)} ms);`
+      + ` converged → ACTIVE seen ${m((r) => r.api.active - r.api.steps.converged).toFixed(0)} ms (report, server reconciler, 10 ms polling)`);
   } finally {
     for (const g of await direct.list()) await direct.destroy(g.id).catch(() => undefined);
     rmSync(join(tc.dataDir, 'direct'), { recursive: true, force: true });

@@ -7,31 +7,9 @@ import { nowIso } from '../src/core/ids.js';
 import type { Cloud } from '../src/server.js';
 import { instanceToRow, type InstanceRecord } from '../src/compute/store.js';
 import type { ServerRecord } from '../src/compute/servers/store.js';
+import { timed, type Timing } from './timing.js';
 
-export interface Timing { n: number; p50: number; p95: number; max: number; perSec: number; cpuMsPerOp: number }
-
-export const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2; };
-
-/** Runs `fn` n times, `concurrency` at a time: latency percentiles, throughput, CPU of this process per op. */
-export async function timed(n: number, fn: (i: number) => Promise<void>, concurrency = 1): Promise<Timing> {
-  const lat: number[] = [];
-  let next = 0;
-  const c0 = process.cpuUsage();
-  const t0 = performance.now();
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (next < n) {
-      const i = next++;
-      const s = performance.now();
-      await fn(i);
-      lat.push(performance.now() - s);
-    }
-  }));
-  const secs = (performance.now() - t0) / 1000;
-  const cpu = process.cpuUsage(c0);
-  lat.sort((a, b) => a - b);
-  const q = (x: number) => lat[Math.min(lat.length - 1, Math.floor(x * lat.length))]!;
-  return { n, p50: q(0.5), p95: q(0.95), max: lat[lat.length - 1]!, perSec: n / secs, cpuMsPerOp: (cpu.user + cpu.system) / 1000 / n };
-}
+export { median, timed, type Timing } from './timing.js';
 
 export const fmt = (t: Timing) =>
   `p50 ${t.p50.toFixed(1).padStart(7)} ms  p95 ${t.p95.toFixed(1).padStart(7)} ms  ${t.perSec.toFixed(1).padStart(7)}/s  cpu ${t.cpuMsPerOp.toFixed(1).padStart(6)} ms/op`;

@@ -12,6 +12,7 @@ import { AllocationService } from '../src/placement/allocations.js';
 import { createPlacementClient, type CandidateRequest } from '../src/placement/client.js';
 import { migrations } from '../src/placement/migrations.js';
 import { PlacementService } from '../src/placement/service.js';
+import { timed as measure } from './timing.js';
 
 function arg(name: string, fallback?: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);
@@ -34,25 +35,8 @@ const svc = new PlacementService(db);
 const pl = createPlacementClient(svc, new AllocationService(svc, log), log);
 
 async function timed<T>(label: string, n: number, fn: (i: number) => Promise<T>, concurrency = 1): Promise<void> {
-  const lat: number[] = [];
-  let next = 0;
-  const t0 = performance.now();
-  const c0 = process.cpuUsage();
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (next < n) {
-      const i = next++;
-      const s = performance.now();
-      await fn(i);
-      lat.push(performance.now() - s);
-    }
-  }));
-  const secs = (performance.now() - t0) / 1000;
-  const cpu = process.cpuUsage(c0);
-  const cpuMs = (cpu.user + cpu.system) / 1000 / n;
-  lat.sort((a, b) => a - b);
-  const p = (q: number) => lat[Math.min(lat.length - 1, Math.floor(q * lat.length))]!.toFixed(1);
-  // CPU per operation (this process: all of it on SQLite) is the figure that survives a busy machine.
-  console.log(`${label.padEnd(60)} ${(n / secs).toFixed(1).padStart(8)}/s  p50 ${p(0.5).padStart(7)} ms  p95 ${p(0.95).padStart(7)} ms  cpu ${cpuMs.toFixed(2).padStart(6)} ms/op`);
+  const t = await measure(n, async (i) => { await fn(i); }, concurrency);
+  console.log(`${label.padEnd(60)} ${t.perSec.toFixed(1).padStart(8)}/s  p50 ${t.p50.toFixed(1).padStart(7)} ms  p95 ${t.p95.toFixed(1).padStart(7)} ms  cpu ${t.cpuMsPerOp.toFixed(2).padStart(6)} ms/op`);
 }
 
 console.log(`placement bench: ${hosts} hosts, ${db.engine}`);

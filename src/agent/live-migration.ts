@@ -26,12 +26,15 @@ export interface StepOutcome {
 
 export class MigrationSteps {
   private readonly aborts = new Map<string, AbortController>();
+  private readonly forces = new Map<string, AbortController>();
 
   constructor(private readonly o: MigrationStepsOptions) {}
 
-  /** Called on every new desired state: cancels an outgoing migration the controller aborted. */
-  noticeAbort(d: DesiredInstance): void {
-    if (d.migration?.role === 'source' && d.migration.abort) this.aborts.get(d.id)?.abort();
+  /** Called on every new desired state: cancels (or forces) an outgoing migration, as the controller asks. */
+  notice(d: DesiredInstance): void {
+    if (d.migration?.role !== 'source') return;
+    if (d.migration.abort) this.aborts.get(d.id)?.abort();
+    if (d.migration.forceComplete) this.forces.get(d.id)?.abort();
   }
 
   async step(d: DesiredInstance, spec: InstanceSpec, prev: ObservedMigration | undefined, log: Logger): Promise<StepOutcome> {
@@ -70,12 +73,15 @@ export class MigrationSteps {
       return { state: { id: m.id, state: 'aborted' }, hold: true };
     }
     const ctl = new AbortController();
+    const force = new AbortController();
+    if (m.forceComplete) force.abort();
     this.aborts.set(d.id, ctl);
+    this.forces.set(d.id, force);
     let last = 0;
     try {
       log.info({ migration: m.id, to: m.target.uri }, 'live migration starting');
       const r = await driver.migrateOut(d.id, m.target, {
-        signal: ctl.signal, timeoutMs: this.o.timeoutMs ?? 600_000,
+        signal: ctl.signal, forceComplete: force.signal, timeoutMs: this.o.timeoutMs ?? 600_000,
         onProgress: (p) => {
           if (Date.now() - last < 1000 && p.phase !== 'switchover') return;
           last = Date.now();
@@ -91,6 +97,7 @@ export class MigrationSteps {
       return { state: { id: m.id, state: 'failed', error: (e as Error).message }, hold: true };
     } finally {
       this.aborts.delete(d.id);
+      this.forces.delete(d.id);
     }
   }
 }

@@ -61,7 +61,15 @@ export interface NetAgentOptions {
   underlayIp: string | null;
   /** Converge at least this often (taps of restarted guests, drift). */
   resyncMs?: number;
+  /**
+   * A state poll (the controller answers within 25 s) unanswered this long is given up and asked
+   * again: a controller that vanished without closing the connection must not stall the agent.
+   */
+  watchTimeoutMs?: number;
 }
+
+/** Other calls to the controller: given up after this long (then retried by their loop). */
+const CALL_TIMEOUT_MS = 30_000;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -119,7 +127,8 @@ export class NetAgent {
     let failures = 0;
     while (!this.stopping) {
       try {
-        const r = await this.call('GET', `/hosts/${encodeURIComponent(this.o.host)}/state?since=${encodeURIComponent(this.revision)}&wait=25`, undefined, this.abort.signal);
+        const signal = AbortSignal.any([this.abort.signal, AbortSignal.timeout(this.o.watchTimeoutMs ?? 60_000)]);
+        const r = await this.call('GET', `/hosts/${encodeURIComponent(this.o.host)}/state?since=${encodeURIComponent(this.revision)}&wait=25`, undefined, signal);
         const d = await r.json() as HostNetworkDesired;
         failures = 0;
         if (d.revision !== this.revision) {
@@ -141,7 +150,7 @@ export class NetAgent {
     while (!this.stopping) {
       this.kicked = false;
       if (this.state) {
-        await this.convergeOnce().catch((e) => this.o.log.error({ err: (e as Error).message }, 'network converge failed'));
+        await this.convergeOnce().catch((e) => { if (!this.stopping) this.o.log.error({ err: (e as Error).message }, 'network converge failed'); });
       }
       if (this.kicked || this.stopping) continue;
       await new Promise<void>((r) => {
@@ -203,7 +212,10 @@ export class NetAgent {
   private async call(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<Response> {
     const headers: Record<string, string> = { Authorization: `Bearer ${this.o.token}` };
     if (body !== undefined) headers['Content-Type'] = 'application/json';
-    const r = await fetch(`${this.base}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal });
+    const r = await fetch(`${this.base}${path}`, {
+      method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+      signal: signal ?? AbortSignal.any([this.abort.signal, AbortSignal.timeout(CALL_TIMEOUT_MS)]),
+    });
     if (!r.ok) throw new Error(`${method} ${path}: HTTP ${r.status} ${(await r.text().catch(() => '')).slice(0, 300)}`);
     return r;
   }

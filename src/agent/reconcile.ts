@@ -89,7 +89,7 @@ export class Reconciler {
     this.desired = next;
     this.haveDesired = true;
     for (const d of next.values()) {
-      this.migrations.noticeAbort(d);
+      this.migrations.notice(d);
       this.schedule(d.id);
     }
   }

@@ -1,11 +1,13 @@
 // The commands of the `stratus` CLI, each a small function over parsed flags.
 import { spawn } from 'node:child_process';
 import { isIP } from 'node:net';
+import { hostname } from 'node:os';
 import { closeSync, existsSync, openSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { defaultDataDir, loadConfig, parseListen, type StratusConfig } from '../core/config.js';
 import { readClientConfig } from './clientconfig.js';
+import { adminApi, type AdminApi } from './adminapi.js';
 import { isAlive } from '../core/process.js';
 import { execExternal, sshCommand } from './netcommands.js';
 
@@ -44,6 +46,23 @@ async function waitHealthy(url: string, timeoutMs: number, alive: () => boolean)
       if (r.ok) return true;
     } catch { /* not listening yet */ }
     await new Promise((r) => setTimeout(r, 200));
+  }
+  return false;
+}
+
+/** Whether this machine's agent (host = hostname) is registered and up, as the compute API says. */
+async function waitLocalAgent(dir: string, timeoutMs: number, alive: () => boolean): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  let api: AdminApi | undefined;
+  while (Date.now() < deadline && alive()) {
+    try {
+      api ??= await adminApi(dir);
+      const compute = api.endpoint('compute');
+      if (!compute) return true;
+      const r = await api.get(`${compute}/os-services?binary=nova-compute&host=${encodeURIComponent(hostname())}`);
+      if ((r?.services ?? []).some((s: { state: string }) => s.state === 'up')) return true;
+    } catch { /* starting */ }
+    await new Promise((r) => setTimeout(r, 250));
   }
   return false;
 }
@@ -102,6 +121,11 @@ const up: Command = {
         console.error(readFileSync(logPath, 'utf8').split('\n').slice(-20).join('\n'));
         if (!exited && child.pid) process.kill(child.pid, 'SIGTERM');
         return 1;
+      }
+      // Servers cannot be scheduled before the local agent has registered its host (after its
+      // accelerator probe, up to 15 s on a fresh boot): a script's next command may create one.
+      if (cfg.startAgent && !(await waitLocalAgent(dir, 90_000, () => !exited))) {
+        console.error(`warning: the local agent has not registered its host yet (servers cannot be scheduled until it has); see ${join(dir, 'agent.log')}`);
       }
       if (firstStart) printCredentials(dir, url);
       else console.log(`Stratus is up at ${url} (pid ${child.pid}; log ${logPath})`);

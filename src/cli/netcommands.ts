@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import { isIP } from 'node:net';
 import { defaultDataDir } from '../core/config.js';
 import { PUBLIC_PHYSNET, dataplaneFor, readLayout } from '../agent/netagent.js';
-import { readClientConfig } from './clientconfig.js';
+import { adminApi } from './adminapi.js';
 import type { Command } from './commands.js';
 
 type Flags = Record<string, string | boolean | undefined>;
@@ -24,6 +24,8 @@ export async function purgeNetwork(dataDir: string): Promise<void> {
   if (process.getuid?.() !== 0) return;
   const r = await dataplaneFor(readLayout(dataDir)).purge();
   if (r.changes) console.log(`removed the data plane (${r.changes} changes)`);
+  // What could not be removed stays recorded in the state dir for the next purge: say what it is.
+  for (const e of r.errors) console.error(`could not remove: ${e}`);
 }
 
 function runIn(ns: string, argv: string[]): Promise<number> {
@@ -70,27 +72,9 @@ export const sshCommand: Command = {
   },
 };
 
-interface Catalog { type: string; endpoints: { interface: string; url: string }[] }
-
 /** The floating IP of a server (name or id), found through the APIs as the admin of DATA_DIR's clouds.yaml. */
 export async function floatingIpOf(dataDir: string, server: string): Promise<string> {
-  const cfg = readClientConfig(dataDir);
-  if (!cfg) throw new Error(`no clouds.yaml in ${dataDir}: is this a Stratus data directory?`);
-  const auth = await fetch(`${cfg.authUrl.replace(/\/+$/, '')}/auth/tokens`, {
-    method: 'POST', headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ auth: {
-      identity: { methods: ['password'], password: { user: { name: 'admin', domain: { name: 'Default' }, password: cfg.adminPassword } } },
-      scope: { project: { name: 'admin', domain: { name: 'Default' } } },
-    } }),
-  });
-  if (!auth.ok) throw new Error(`authentication failed: HTTP ${auth.status}`);
-  const token = auth.headers.get('x-subject-token')!;
-  const catalog = ((await auth.json()) as { token: { catalog: Catalog[] } }).token.catalog;
-  const endpoint = (type: string) => catalog.find((c) => c.type === type)?.endpoints.find((e) => e.interface === 'public')?.url.replace(/\/+$/, '');
-  const get = async (url: string) => {
-    const r = await fetch(url, { headers: { 'x-auth-token': token, 'openstack-api-version': 'compute 2.47' } });
-    return r.ok ? (await r.json()) as any : undefined;
-  };
+  const { endpoint, get } = await adminApi(dataDir);
   const net = endpoint('network');
   if (!net) throw new Error('no network endpoint in the catalog');
   // A server name resolves through the compute API (when it serves servers); else it is an id.

@@ -26,11 +26,12 @@ export interface MigrationTarget { uri: string; diskUri: string }
  * gets a copy of the instance with `phase: "prepare"` (QEMU waits, disk exported) and reports the
  * target; the source then gets `target` and sends the guest; once it reports `completed` the
  * instance belongs to the destination (`phase: "finish"`: close the export) and the source gets a
- * deleted tombstone of it. `abort` asks the source to cancel (the guest stays there).
+ * deleted tombstone of it. `abort` asks the source to cancel (the guest stays there);
+ * `forceComplete` to pause the guest so that the copy converges (it resumes on the destination).
  */
 export type DesiredMigration =
   | { id: string; role: 'destination'; phase: 'prepare' | 'finish' }
-  | { id: string; role: 'source'; target: MigrationTarget; abort?: boolean };
+  | { id: string; role: 'source'; target: MigrationTarget; abort?: boolean; forceComplete?: boolean };
 
 export interface ObservedMigration {
   id: string;

@@ -3,7 +3,7 @@
 // default zone.
 import type { Kysely } from 'kysely';
 import { badRequest, conflict, notFound } from '../core/errors.js';
-import { isUniqueViolation } from '../core/db.js';
+import { dbIntegerId, isUniqueViolation } from '../core/db.js';
 import { nowIso, uuid } from '../core/ids.js';
 
 export const DEFAULT_AZ = 'nova';
@@ -32,7 +32,8 @@ export class AggregateService {
   async get(ref: string | number): Promise<Aggregate> {
     const s = String(ref);
     const q = this.db.selectFrom('compute_aggregates').selectAll();
-    const row = /^\d+$/.test(s) ? await q.where('id', '=', Number(s)).executeTakeFirst()
+    const id = /^\d+$/.test(s) ? dbIntegerId(s) : undefined;
+    const row = /^\d+$/.test(s) ? (id === undefined ? undefined : await q.where('id', '=', id).executeTakeFirst())
       : await q.where('uuid', '=', s).executeTakeFirst();
     if (!row) throw notFound(`Aggregate ${s} could not be found.`);
     return (await this.hydrate([row]))[0]!;

@@ -37,6 +37,8 @@ export interface InstanceMove {
   destDone: boolean;
   /** The source has removed its leftovers (after the switch). */
   sourceDone: boolean;
+  /** force_complete: the source pauses the guest so that the copy converges. */
+  forceComplete: boolean;
   createdAt: string;
   updatedAt: string;
 }
@@ -53,7 +55,7 @@ function toMove(r: Record<string, any>): InstanceMove {
     instanceId: r.instance_id, migrationId: r.migration_id, source: r.source, dest: r.dest, phase: r.phase,
     target: fromJson(r.target, null), progress: fromJson(r.progress, null), error: r.error ?? null,
     downtimeMs: r.downtime_ms == null ? null : Number(r.downtime_ms),
-    destDone: Number(r.dest_done) === 1, sourceDone: Number(r.source_done) === 1, createdAt: r.created_at, updatedAt: r.updated_at,
+    destDone: Number(r.dest_done) === 1, sourceDone: Number(r.source_done) === 1, forceComplete: Number(r.force_complete ?? 0) === 1, createdAt: r.created_at, updatedAt: r.updated_at,
   };
 }
 
@@ -61,7 +63,7 @@ function toRow(m: InstanceMove): Record<string, unknown> {
   return {
     instance_id: m.instanceId, migration_id: m.migrationId, source: m.source, dest: m.dest, phase: m.phase,
     target: m.target ? toJson(m.target) : null, progress: m.progress ? toJson(m.progress) : null, error: m.error,
-    downtime_ms: m.downtimeMs, dest_done: m.destDone ? 1 : 0, source_done: m.sourceDone ? 1 : 0,
+    downtime_ms: m.downtimeMs, dest_done: m.destDone ? 1 : 0, source_done: m.sourceDone ? 1 : 0, force_complete: m.forceComplete ? 1 : 0,
     created_at: m.createdAt, updated_at: m.updatedAt,
   };
 }
@@ -88,6 +90,15 @@ export const instanceMovesMigration = {
   },
   async down(db: Kysely<any>) {
     await db.schema.dropTable('compute_instance_moves').execute();
+  },
+};
+
+export const instanceMovesForceMigration = {
+  async up(db: Kysely<any>) {
+    await db.schema.alterTable('compute_instance_moves').addColumn('force_complete', 'integer', (c) => c.notNull().defaultTo(0)).execute();
+  },
+  async down(db: Kysely<any>) {
+    await db.schema.alterTable('compute_instance_moves').dropColumn('force_complete').execute();
   },
 };
 
@@ -140,7 +151,8 @@ export function withMoves(host: string, own: DesiredInstance[], moves: InstanceM
     const m = byId.get(d.id);
     if (!m || d.deleted) return d;
     if ((m.phase === 'migrating' || m.phase === 'aborting') && m.source === host && m.target) {
-      return { ...d, migration: { id: m.migrationId, role: 'source' as const, target: m.target, ...(m.phase === 'aborting' ? { abort: true } : {}) } };
+      return { ...d, migration: { id: m.migrationId, role: 'source' as const, target: m.target,
+        ...(m.phase === 'aborting' ? { abort: true } : {}), ...(m.forceComplete ? { forceComplete: true } : {}) } };
     }
     if (m.phase === 'finishing' && m.dest === host && !m.destDone) {
       return { ...d, migration: { id: m.migrationId, role: 'destination' as const, phase: 'finish' as const } };
@@ -274,6 +286,7 @@ export class LiveMoves {
       if (!i || i.deleted) throw notFound(`Instance ${instanceId} could not be found.`);
       if (i.host === opts.dest) throw badRequest(`The instance is already on host ${opts.dest}.`);
       if (!(await this.store.getHost(opts.dest, tx))) throw badRequest(`Compute host ${opts.dest} could not be found.`);
+      if (i.nics.length) throw badRequest(`Instance ${instanceId} has NICs: their ports cannot follow a live migration yet.`);
       if (i.task || i.desiredPower === 'shutoff' || i.desiredPower === 'suspended') {
         throw conflict(`Cannot live-migrate instance ${instanceId} while it is ${i.task ? `in task ${i.task.type}` : i.desiredPower}`);
       }
@@ -282,7 +295,7 @@ export class LiveMoves {
       const now = nowIso();
       const move: InstanceMove = {
         instanceId, migrationId: opts.migrationId, source: i.host, dest: opts.dest, phase: 'preparing', target: null, progress: null,
-        error: null, downtimeMs: null, destDone: false, sourceDone: false, createdAt: now, updatedAt: now,
+        error: null, downtimeMs: null, destDone: false, sourceDone: false, forceComplete: false, createdAt: now, updatedAt: now,
       };
       await this.rows.insert(tx, move);
       i.taskState = 'migrating';
@@ -317,6 +330,26 @@ export class LiveMoves {
     });
     this.events.emit(`host:${m.source}`);
     this.events.emit(`host:${m.dest}`);
+    return m;
+  }
+
+  /** force_complete: while the source copies memory, it pauses the guest so the copy converges. */
+  async forceComplete(instanceId: string): Promise<InstanceMove> {
+    const m = await this.store.db.transaction().execute(async (tx) => {
+      await this.rows.lock(tx, instanceId);
+      const m = await this.rows.get(tx, instanceId);
+      if (!m || m.phase !== 'migrating') throw badRequest(`Instance ${instanceId} is not copying memory to another host${m ? ` (${m.phase})` : ''}.`);
+      if (m.forceComplete) return m;
+      m.forceComplete = true;
+      const i = (await this.store.getInstance(instanceId, tx))!;
+      i.generation += 1;
+      i.updatedAt = nowIso();
+      await this.store.updateInstance(i, tx);
+      await this.rows.update(tx, m);
+      await this.store.bumpRevision(m.source, tx);
+      return m;
+    });
+    this.events.emit(`host:${m.source}`);
     return m;
   }
 

@@ -1,7 +1,7 @@
 // Tables of the compute service (compute_*). Conventions: src/core/db.ts.
 import type { Kysely } from 'kysely';
 import type { ServiceMigrations } from '../core/db.js';
-import { instanceMovesMigration } from './instance-moves.js';
+import { instanceMovesForceMigration, instanceMovesMigration } from './instance-moves.js';
 
 export const computeMigrations: ServiceMigrations = {
   '0001_hosts_instances': {
@@ -90,4 +90,6 @@ export const computeMigrations: ServiceMigrations = {
       for (const c of ['disk_source', 'peer', 'peer_host']) await db.schema.alterTable('compute_instances').dropColumn(c).execute();
     },
   },
+  // force_complete of a live migration (instance-moves.ts).
+  '0005_instance_moves_force_complete': instanceMovesForceMigration,
 };

@@ -105,6 +105,7 @@ export const COMPUTE_POLICY: Record<string, string> = {
   'os_compute_api:servers:migrations:index': ADMIN,
   'os_compute_api:servers:migrations:show': ADMIN,
   'os_compute_api:servers:migrations:delete': ADMIN,
+  'os_compute_api:servers:migrations:force_complete': ADMIN,
   'os_compute_api:server-metadata:index': READER,
   'os_compute_api:server-metadata:show': READER,
   'os_compute_api:server-metadata:create': MEMBER,

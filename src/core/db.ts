@@ -77,6 +77,11 @@ export async function migrate(db: Database, byService: Record<string, ServiceMig
   return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
 }
 
+/** An id for an `integer`/`serial` column, or undefined when `ref` is no such number (PostgreSQL refuses values past 2^31-1). */
+export function dbIntegerId(ref: string | number): number | undefined {
+  const n = typeof ref === 'number' ? ref : /^\d{1,10}$/.test(ref) ? Number(ref) : NaN;
+  return Number.isInteger(n) && n >= 0 && n <= 2147483647 ? n : undefined;
+}
 export const toDbBool = (b: boolean | undefined | null): number => (b ? 1 : 0);
 export const fromDbBool = (v: unknown): boolean => v === true || v === 1 || v === '1' || v === 't';
 export const toJson = (v: unknown): string => JSON.stringify(v ?? null);

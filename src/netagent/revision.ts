@@ -43,7 +43,8 @@ export class HostStateCache {
     const revision = createHash('sha256').update(JSON.stringify(state)).digest('hex').slice(0, 24);
     const entry: Cached = { revision, state, networkRevision: rev };
     // Keep the newest: a slower concurrent computation must not replace a later one.
-    if (!hit || hit.networkRevision <= rev) this.byHost.set(host, entry);
+    const now = this.byHost.get(host);
+    if (!now || now.networkRevision <= rev) this.byHost.set(host, entry);
     return entry;
   }
 

@@ -107,6 +107,23 @@ test('a move goes through prepare, migrate, switch-over and clean-up on both hos
   await both(2);
 });
 
+test('force_complete: the source pauses the guest, the destination resumes it', async () => {
+  const id = await running('forced');
+  await svc.moves.start(id, { migrationId: 'mig-fc', dest: 'lm-b' });
+  await assert.rejects(svc.moves.forceComplete(id), /not copying memory/);
+  await B.sync();
+  await svc.moves.forceComplete(id);
+  assert.equal((await svc.watch('lm-a', -1, 0)).instances.find((d) => d.id === id)?.migration?.role, 'source');
+  assert.deepEqual(((await svc.watch('lm-a', -1, 0)).instances.find((d) => d.id === id)?.migration as { forceComplete?: boolean }).forceComplete, true);
+  await both(4);
+  assert.ok(A.driver.calls.includes(`forceComplete ${id}`));
+  assert.equal((await svc.moves.get(id))!.phase, 'done');
+  assert.equal(B.driver.guests.get(id)?.state, 'running', 'resumed on arrival: the instance is meant to run');
+  assert.equal((await svc.getInstance(id))!.powerState, 'running');
+  await svc.deleteInstance(id);
+  await both(2);
+});
+
 test('rules: same host, unknown host, a stopped guest, a second move', async () => {
   const id = await running('rules');
   await assert.rejects(svc.moves.start(id, { migrationId: 'x', dest: 'lm-a' }), /already on host/);

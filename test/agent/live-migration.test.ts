@@ -114,3 +114,20 @@ test('an aborted migration leaves the guest running on the source', { timeout: 3
   const n = ticks(consoleOf(b)).at(-1)!.n;
   await until('ticks go on on B', () => ticks(consoleOf(b)).at(-1)!.n > n, 60_000);
 });
+
+test('force_complete pauses the guest on the source; it arrives paused and runs on when resumed', { timeout: 300_000 }, async () => {
+  // The guest is on B; move it to A with completion forced from the start.
+  const target = await a.prepareIncoming(spec, image, drive, listen);
+  const force = new AbortController();
+  force.abort();
+  await Promise.all([b.migrateOut(id, target, { forceComplete: force.signal }), a.finishIncoming(id, 300_000)]);
+  assert.equal(b.livePid(id), undefined);
+  assert.equal(await status(a), 'paused', 'a paused source arrives paused');
+  const n = ticks(consoleOf(b)).at(-1)!.n;
+  await a.unpause(id);
+  assert.equal(await status(a), 'running');
+  const t = await until('ticks on A again', () => { const x = ticks(consoleOf(a)).filter((k) => k.n > n); return x.length ? x : undefined; }, 60_000);
+  assert.ok(t[0]!.n <= n + 5, `tick ${t[0]!.n} follows ${n}`);
+  await b.destroy(id);
+});
+

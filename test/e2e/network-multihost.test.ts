@@ -47,12 +47,12 @@ before(async () => {
 });
 
 after(async () => {
-  try {
-    await h2?.cleanup();
-    await h1?.cleanup();
-  } finally {
-    await tc?.stop();
-  }
+  // Each host is cleaned even when the other's clean-up fails (guests, namespaces, cgroups); one
+  // after the other, so the last one sees the shared underlay unused and removes it.
+  const errors: unknown[] = [];
+  for (const h of [h2, h1]) await h?.cleanup().catch((e: unknown) => errors.push(e));
+  await tc?.stop();
+  if (errors.length) throw errors[0];
 });
 
 test('two hosts over VXLAN: API fixed IPs, ping across at MTU 1450; another tenant on the same CIDR reaches neither guest', async () => {

@@ -50,6 +50,14 @@ test('bulk create of networks, subnets and ports is all or nothing', async () =>
   const listed = await tc.openstackJson<Array<{ ID: string }>>(['port', 'list', '--network', 'bulk-b'], { as: 'demo' });
   assert.ok(listed.some((p) => p.ID === ports.body.ports[1].id));
 
+  // Neutron's integer attributes also take digit strings (convert_to_int); other types do not.
+  const strNet = await api(tc.url, 'POST', net('/networks'), { token: demoToken, body: { network: { name: 'str-mtu', mtu: '1400' } } });
+  assert.equal(strNet.status, 201, strNet.text);
+  assert.equal(strNet.body.network.mtu, 1400);
+  const strSub = await api(tc.url, 'POST', net('/subnets'), { token: demoToken, body: { subnet: { network_id: strNet.body.network.id, cidr: '10.85.0.0/24', ip_version: '4' } } });
+  assert.equal(strSub.status, 201, strSub.text);
+  assert.equal(strSub.body.subnet.ip_version, 4);
+  assert.equal((await api(tc.url, 'POST', net('/networks'), { token: demoToken, body: { network: { mtu: [1400] } } })).status, 400);
   // Bad bodies: both forms, neither, an empty list, a wrongly typed item.
   for (const body of [{ network: {}, networks: [{}] }, {}, { networks: [] }, { networks: [{ name: ['x'] }] }]) {
     const r = await api(tc.url, 'POST', net('/networks'), { token: demoToken, body });

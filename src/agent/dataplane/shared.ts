@@ -91,7 +91,9 @@ export class SharedSegments {
       ...(this.underlay ? [{ ns: this.underlay.netns, bridge: this.underlay.bridge, peer: this.names.sharedLeg('underlay'), leg: this.names.underlayLeg }] : []),
     ];
     for (const s of segs) {
-      if (!all.includes(s.ns)) continue;
+      // Two names of one physical network share a namespace (`public` and `physnet-public`): the
+      // first may just have deleted it.
+      if (!all.includes(s.ns) || !(await listNetns()).includes(s.ns)) continue;
       const theirs = await links(s.ns);
       if (theirs.has(s.peer) && !mine.has(s.leg)) {
         // Usually the peer of a leg in a just-deleted namespace, which the kernel removes a moment later.

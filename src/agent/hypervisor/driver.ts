@@ -116,6 +116,8 @@ export interface MigrateOutOptions {
   onProgress?: (p: MigrationProgress) => void;
   /** Aborting cancels the jobs; the guest keeps running on the source. */
   signal?: AbortSignal;
+  /** Aborting this one forces completion: the guest is paused so the copy converges (it arrives paused). */
+  forceComplete?: AbortSignal;
   timeoutMs?: number;
 }
 

@@ -1,5 +1,6 @@
-// Live migration API: the os-migrateLive action's body, per microversion, and aborting a live
-// migration in progress (DELETE /servers/{id}/migrations/{mid}, 2.24+).
+// Live migration API: the os-migrateLive action's body, per microversion, aborting a live
+// migration in progress (DELETE /servers/{id}/migrations/{mid}, 2.24+) and forcing it to complete
+// (POST /servers/{id}/migrations/{mid}/action {"force_complete": null}, 2.22+).
 import { Type } from '@sinclair/typebox';
 import type { FastifyRequest } from 'fastify';
 import { badRequest, notFound } from '../../core/errors.js';
@@ -44,6 +45,15 @@ export function registerLiveMigrationRoutes(app: App, d: RouteDeps, live: LiveMi
     if (!atLeast(req, 24)) throw notFound('Aborting a live migration needs microversion 2.24 or later.');
     allow(d, req, 'os_compute_api:servers:migrations:delete');
     await live.abort(callerOf(req), req.params.id, req.params.mid);
+    reply.code(202);
+    return reply.send();
+  });
+  app.post('/servers/:id/migrations/:mid/action', {
+    schema: { params: MigParams, body: Type.Object({ force_complete: Type.Null() }, { additionalProperties: false }) },
+  }, async (req, reply) => {
+    if (!atLeast(req, 22)) throw notFound('Forcing a live migration to complete needs microversion 2.22 or later.');
+    allow(d, req, 'os_compute_api:servers:migrations:force_complete');
+    await live.forceComplete(callerOf(req), req.params.id, req.params.mid);
     reply.code(202);
     return reply.send();
   });

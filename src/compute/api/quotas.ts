@@ -7,13 +7,14 @@ import type { IdentityModule } from '../../identity/index.js';
 import { NETWORK_PROXIED, QUOTA_RESOURCES, type QuotaService } from '../quotas.js';
 import type { ServerNetworking } from '../servers/networking.js';
 import { atLeast, MIN_VERSION } from './microversion.js';
-import { allow, lastOf, type Query, type RouteDeps } from './common.js';
+import { allow, boolParam, lastOf, NovaBool, NovaInt, novaInt, type Query, type RouteDeps } from './common.js';
 
-const QuotaValue = Type.Integer({ minimum: -1, maximum: 2147483647 });
+const QUOTA_MAX = 2147483647;
+const QuotaValue = NovaInt(-1);
 const QuotaUpdate = Type.Object({
   quota_set: Type.Object({
     ...Object.fromEntries(QUOTA_RESOURCES.map((r) => [r.api, Type.Optional(QuotaValue)])),
-    force: Type.Optional(Type.Boolean()),
+    force: Type.Optional(NovaBool),
   }, { additionalProperties: false }),
 }, { additionalProperties: false });
 
@@ -63,12 +64,16 @@ export function registerQuotaRoutes(app: App, deps: RouteDeps, quotas: QuotaServ
     allow(deps, req, 'os_compute_api:os-quota-sets:update', { project_id: project });
     if (lastOf((req.query as Query).user_id)) throw badRequest('Per-user quotas are not supported: Stratus keeps project limits in unified limits.');
     if (!(await identity.getProject(project))) throw badRequest(`Project ID ${project} is not a valid project.`);
-    const { force, ...values } = req.body.quota_set as Record<string, number | boolean>;
+    const { force, ...given } = req.body.quota_set as Record<string, number | string | boolean>;
     const shownNames = new Set(shown(req).map((r) => r.api));
-    for (const k of Object.keys(values)) {
+    const values: Record<string, number> = {};
+    for (const [k, v] of Object.entries(given)) {
       if (!shownNames.has(k)) throw badRequest(`Invalid input for field/attribute quota_set. Additional properties are not allowed ('${k}' was unexpected)`);
+      const n = novaInt(v as number | string);
+      if (n > QUOTA_MAX) throw badRequest(`Invalid input for field/attribute ${k}. Value: ${v}. ${n} is greater than the maximum of ${QUOTA_MAX}`);
+      values[k] = n;
     }
-    await quotas.update(project, values as Record<string, number>, force === true);
+    await quotas.update(project, values, force !== undefined && boolParam('force', force) === true);
     return { quota_set: pick(req, await quotas.limits(project)) };
   });
 

@@ -10,8 +10,8 @@ import type { Caller, ServerService } from '../servers/service.js';
 import type { ServerRecord } from '../servers/store.js';
 import type { InstanceLike } from '../servers/ports.js';
 import { atLeast } from './microversion.js';
-import { allow, boolParam, caller, lastOf, type Query, type RouteDeps } from './common.js';
-import { serverBrief, serverView, type ServerRuntime } from './server-views.js';
+import { allow, boolParam, caller, lastOf, NovaBool, NovaInt, novaInt, type Query, type RouteDeps } from './common.js';
+import { serverBrief, serverView, updateView, type ServerRuntime } from './server-views.js';
 import { listServers, runtimeOf } from './server-list.js';
 
 const Str255 = Type.String({ maxLength: 255 });
@@ -26,9 +26,9 @@ const ServerCreate = Type.Object({
     metadata: Type.Optional(Meta),
     availability_zone: Type.Optional(Str255),
     config_drive: Type.Optional(Type.Union([Type.Boolean(), Type.String()])),
-    min_count: Type.Optional(Type.Integer({ minimum: 1 })),
-    max_count: Type.Optional(Type.Integer({ minimum: 1 })),
-    return_reservation_id: Type.Optional(Type.Boolean()),
+    min_count: Type.Optional(NovaInt(1)),
+    max_count: Type.Optional(NovaInt(1)),
+    return_reservation_id: Type.Optional(NovaBool),
     // No `type` on the string branch: with coerceTypes 'array', Ajv would otherwise unwrap a one-element list.
     networks: Type.Optional(Type.Union([Type.Unsafe<'auto' | 'none'>({ enum: ['auto', 'none'] }), Type.Array(Type.Object({
       uuid: Type.Optional(Type.String()), port: Type.Optional(Type.String()), fixed_ip: Type.Optional(Type.String()), tag: Type.Optional(Type.String()),
@@ -120,11 +120,11 @@ export function registerServerRoutes(app: App, d: ServerRouteDeps): void {
       name: b.name, imageRef: b.imageRef, flavorRef: String(b.flavorRef), keyName: b.key_name, userData: b.user_data,
       metadata: b.metadata, availabilityZone: b.availability_zone,
       configDrive: typeof b.config_drive === 'string' ? boolParam('config_drive', b.config_drive) ?? false : b.config_drive,
-      minCount: b.min_count, maxCount: b.max_count, hints, networks: b.networks ?? 'auto', securityGroups: b.security_groups?.map((g) => g.name), description: b.description,
+      minCount: novaInt(b.min_count), maxCount: novaInt(b.max_count), hints, networks: b.networks ?? 'auto', securityGroups: b.security_groups?.map((g) => g.name), description: b.description,
       tags: b.tags, hostname: b.hostname, accessIPv4: b.accessIPv4, accessIPv6: canonicalIpv6(b.accessIPv6),
     });
     reply.code(202);
-    if (b.return_reservation_id) return { reservation_id: servers[0]!.reservationId };
+    if (b.return_reservation_id !== undefined && boolParam('return_reservation_id', b.return_reservation_id)) return { reservation_id: servers[0]!.reservationId };
     const s = servers[0]!;
     reply.header('Location', `${d.computeUrl()}/v2.1/servers/${s.id}`);
     return { server: { id: s.id, links: serverBrief(d, s).links, 'OS-DCF:diskConfig': 'MANUAL', security_groups: [{ name: 'default' }] } };
@@ -165,7 +165,7 @@ export function registerServerRoutes(app: App, d: ServerRouteDeps): void {
     if (b.description !== undefined && !atLeast(req, 19)) throw badRequest("Invalid input for field/attribute server. Additional properties are not allowed ('description' was unexpected)");
     if (b.hostname !== undefined && !atLeast(req, 90)) throw badRequest("Invalid input for field/attribute server. Additional properties are not allowed ('hostname' was unexpected)");
     const s = await d.servers.update(c, req.params.id, { ...b, ...(b.accessIPv6 !== undefined ? { accessIPv6: canonicalIpv6(b.accessIPv6) } : {}) });
-    return { server: await renderServer(d, req, s) };
+    return { server: updateView(req, await renderServer(d, req, s)) };
   });
 
   app.delete('/servers/:id', { schema: { params: IdParams } }, async (req, reply) => {

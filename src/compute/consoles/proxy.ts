@@ -86,8 +86,13 @@ export class ConsoleProxy {
     if (!addr) return refuse(socket, 409, `Instance ${target.instanceId} has no VNC server now (is it running?).`);
     const vnc = await open(addr).catch((e: Error) => e);
     if (vnc instanceof Error) return refuse(socket, 502, `Cannot reach the guest's VNC server: ${vnc.message}`);
+    // Until bridged, the VNC socket is ours to close: the library refuses a bad handshake (400)
+    // without calling back, and an unheard socket error would take the process down.
+    let bridged = false;
+    vnc.on('error', () => vnc.destroy());
+    socket.once('close', () => { if (!bridged) vnc.destroy(); });
     if (socket.destroyed) { vnc.destroy(); return; }
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.bridge(ws, vnc, target));
+    this.wss.handleUpgrade(req, socket, head, (ws) => { bridged = true; this.bridge(ws, vnc, target); });
   }
 
   private bridge(ws: WebSocket, vnc: Socket, target: ConsoleTarget): void {

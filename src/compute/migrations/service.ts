@@ -5,6 +5,7 @@
 // a cold move waits for confirm/revert (as in Nova).
 import type { Kysely, Transaction } from 'kysely';
 import { badRequest } from '../../core/errors.js';
+import { dbIntegerId } from '../../core/db.js';
 import { nowIso, uuid as newUuid } from '../../core/ids.js';
 
 export type MigrationType = 'migration' | 'resize' | 'live-migration' | 'evacuation';
@@ -127,8 +128,10 @@ export class MigrationService {
   /** By uuid, or by Nova's integer id. */
   async get(ref: string | number, tx: Db = this.db): Promise<MigrationRecord | undefined> {
     const byId = typeof ref === 'number' || /^\d+$/.test(ref);
+    const id = byId ? dbIntegerId(ref) : undefined;
+    if (byId && id === undefined) return undefined;
     const r = await tx.selectFrom('compute_migrations').selectAll()
-      .where(byId ? 'id' : 'uuid', '=', byId ? Number(ref) : ref).executeTakeFirst();
+      .where(byId ? 'id' : 'uuid', '=', byId ? id! : ref).executeTakeFirst();
     return r ? rowToMigration(r) : undefined;
   }
 

@@ -104,6 +104,16 @@ export class LiveMigrationOps {
     this.servers.kick(id);
   }
 
+  /** POST /servers/{id}/migrations/{mid}/action force_complete: the source pauses the guest so the copy converges. */
+  async forceComplete(c: Caller, id: string, mid: string): Promise<void> {
+    const { m } = await this.current(c, id, mid);
+    const move = await this.d.instances.moves!.get(id);
+    if (m.status !== 'running' || move?.migrationId !== m.uuid || move.phase !== 'migrating') {
+      throw badRequest(`Migration ${mid} state of instance ${id} is ${m.status}. Cannot force_complete while the migration is in this state.`);
+    }
+    await this.d.instances.moves!.forceComplete(id);
+  }
+
   private async current(c: Caller, id: string, mid: string): Promise<{ s: ServerRecord; m: MigrationRecord }> {
     const s = await this.servers.get(c, id);
     const m = /^\d+$/.test(mid) ? await this.d.migrations.get(Number(mid)) : undefined;
@@ -126,9 +136,13 @@ export async function liveMigrationStep(d: ReconcilerDeps & { migrations: Migrat
 
   const finish = async (result: 'Success' | 'Error', status: 'completed' | 'failed' | 'cancelled' | 'error', error?: string) => {
     if (result === 'Error') {
-      // The server never left its host: the destination's claim goes, the source's comes back.
-      await d.placement.deleteAllocations(s.id);
-      await d.placement.moveAllocations(t.migrationId, s.id, { consumerType: 'INSTANCE' });
+      // The server never left its host: the destination's claim goes, the source's comes back
+      // (when the migration holds nothing, the server still holds its source: nothing to undo).
+      const held = await d.placement.getAllocations(t.migrationId);
+      if (Object.keys(held.allocations).length) {
+        await d.placement.deleteAllocations(s.id);
+        await d.placement.moveAllocations(t.migrationId, s.id, { consumerType: 'INSTANCE' });
+      }
     } else {
       await d.placement.deleteAllocations(t.migrationId);
     }
@@ -160,8 +174,10 @@ export async function liveMigrationStep(d: ReconcilerDeps & { migrations: Migrat
       if ('error' in decision) return finish('Error', 'error', decision.error);
       t.dest = decision.host;
       await save();
-      await d.migrations.update(t.migrationId, { status: 'preparing', destCompute: t.dest, destNode: t.dest, destHost: t.dest });
+      await d.migrations.update(t.migrationId, { destCompute: t.dest, destNode: t.dest, destHost: t.dest });
     }
+    // Aborted while the destination was being chosen (the abort found nothing to cancel yet).
+    if ((await d.migrations.get(t.migrationId))?.status === 'cancelled') return finish('Error', 'cancelled', 'aborted by request');
     const cur = await moves.get(s.id);
     if (!cur || cur.migrationId !== t.migrationId) {
       try {
@@ -177,6 +193,11 @@ export async function liveMigrationStep(d: ReconcilerDeps & { migrations: Migrat
 
   const mv = await moves.get(s.id);
   if (!mv || mv.migrationId !== t.migrationId) return finish('Error', 'error', 'the live migration record of the host agents is gone');
+  if (m?.status === 'cancelled' && (mv.phase === 'preparing' || mv.phase === 'migrating')) {
+    // The abort raced with the hand-over to the agents: cancel the move now (too late once switched over).
+    await moves.abort(s.id).catch((e) => log.info({ err: (e as Error).message }, 'abort came too late'));
+    return;
+  }
   await follow(d, t, mv, m);
   if (mv.phase === 'preparing' && Date.now() - Date.parse(mv.updatedAt) > PREPARE_TIMEOUT_MS) {
     log.warn({ dest: mv.dest }, 'the destination did not prepare in time; aborting');
@@ -200,7 +221,7 @@ export async function liveMigrationStep(d: ReconcilerDeps & { migrations: Migrat
 /** Mirrors the agents' progress into the migration record (status and bytes). */
 async function follow(d: { migrations: MigrationService }, t: LiveMigrationTask, mv: MoveLike, m: MigrationRecord | undefined): Promise<void> {
   const p = mv.progress;
-  const status = mv.phase === 'preparing' ? 'preparing' : mv.phase === 'migrating' || mv.phase === 'aborting' || mv.phase === 'finishing' ? 'running' : undefined;
+  const status = m?.status === 'cancelled' ? undefined : mv.phase === 'preparing' ? 'preparing' : mv.phase === 'migrating' || mv.phase === 'aborting' || mv.phase === 'finishing' ? 'running' : undefined;
   const patch = {
     ...(status && m?.status !== status ? { status } : {}),
     ...(p?.diskTotal !== undefined ? { diskTotalBytes: p.diskTotal, diskProcessedBytes: p.diskDone ?? 0, diskRemainingBytes: p.diskTotal - (p.diskDone ?? 0) } : {}),

@@ -81,6 +81,7 @@ export interface MoveLike {
 export interface MovesLike {
   start(instanceId: string, opts: { migrationId: string; dest: string }): Promise<MoveLike>;
   abort(instanceId: string): Promise<MoveLike>;
+  forceComplete(instanceId: string): Promise<MoveLike>;
   get(instanceId: string): Promise<MoveLike | undefined>;
 }
 

@@ -11,7 +11,7 @@ import type { NetworkService } from '../service.js';
 import type { Kind } from '../store.js';
 import { EXTENSIONS } from './extensions.js';
 import { listResponse, projectFields } from './list.js';
-import { AgentBody, createBody, InterfaceBody, QuotaBody, RoutesBody, Schemas } from './schemas.js';
+import { AgentBody, createBody, intAttributes, InterfaceBody, QuotaBody, RoutesBody, Schemas } from './schemas.js';
 
 interface Deps {
   service: NetworkService;
@@ -74,11 +74,11 @@ export async function networkRoutes(app: App, d: Deps): Promise<void> {
           throw badRequest(`Unable to find '${kind}' (or '${collection}' for a bulk create) in request body`);
         }
         if (collection in given) {
-          const docs = await service.bulkCreate(kind, caller, given[collection] as Array<Record<string, unknown>>);
+          const docs = await service.bulkCreate(kind, caller, (given[collection] as Array<Record<string, unknown>>).map(intAttributes));
           reply.code(201);
           return { [collection]: await service.views(kind, caller, docs) };
         }
-        const doc = await create(kind, caller, given[kind] as Record<string, unknown>);
+        const doc = await create(kind, caller, intAttributes(given[kind] as Record<string, unknown>));
         const [view] = await service.views(kind, caller, [doc]);
         reply.code(201);
         return { [kind]: view };
@@ -86,7 +86,7 @@ export async function networkRoutes(app: App, d: Deps): Promise<void> {
       v2.put(`/${path}/:id`, { schema: { body: schemas.update } }, async (req) => {
         const caller = callerOf(req);
         const id = (req.params as { id: string }).id;
-        const doc = await update(kind, caller, id, (req.body as Record<string, Record<string, unknown>>)[kind]!);
+        const doc = await update(kind, caller, id, intAttributes((req.body as Record<string, Record<string, unknown>>)[kind]!));
         const [view] = await service.views(kind, caller, [doc]);
         return { [kind]: view };
       });

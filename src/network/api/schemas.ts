@@ -9,6 +9,10 @@ const Bool = T.Union([T.Boolean(), T.String({ pattern: '^([Tt]rue|[Ff]alse|TRUE|
 // null into "" (gateway_ip: null became '' and was refused).
 const Nullable = <S extends TSchema>(s: S) =>
   T.Unsafe<Static<S> | null>(typeof s.type === 'string' ? { ...s, type: [s.type, 'null'] } : T.Union([s, T.Null()]));
+// Neutron converts these attributes with convert_to_int: a JSON integer or a string of digits
+// (bodies are validated without type coercion; `intAttributes` turns the string into the number).
+const Int = T.Union([T.Integer(), T.String({ pattern: '^-?[0-9]+$', maxLength: 20 })]);
+const INT_ATTRS = ['mtu', 'provider:segmentation_id', 'ip_version', 'prefixlen', 'port_range_min', 'port_range_max'];
 const owner = { project_id: T.Optional(Id), tenant_id: T.Optional(Id) };
 const common = { name: T.Optional(Name), description: T.Optional(Desc) };
 
@@ -18,9 +22,9 @@ const Pair = T.Object({ ip_address: T.String(), mac_address: T.Optional(Nullable
 
 const networkAttrs = {
   ...common, admin_state_up: T.Optional(Bool), shared: T.Optional(Bool), 'router:external': T.Optional(Bool),
-  mtu: T.Optional(T.Integer()), port_security_enabled: T.Optional(Bool),
+  mtu: T.Optional(Int), port_security_enabled: T.Optional(Bool),
   'provider:network_type': T.Optional(T.String()), 'provider:physical_network': T.Optional(Nullable(T.String())),
-  'provider:segmentation_id': T.Optional(Nullable(T.Integer())),
+  'provider:segmentation_id': T.Optional(Nullable(Int)),
   availability_zone_hints: T.Optional(T.Array(T.String())), is_default: T.Optional(T.Boolean()),
 };
 const subnetUpdate = {
@@ -64,11 +68,11 @@ export const Schemas = {
   },
   subnet: {
     create: wrap('subnet', {
-      ...subnetUpdate, ...owner, network_id: T.Optional(Id), ip_version: T.Optional(T.Union([T.Literal(4), T.Literal(6)])),
+      ...subnetUpdate, ...owner, network_id: T.Optional(Id), ip_version: T.Optional(T.Union([T.Literal(4), T.Literal(6), T.Literal('4'), T.Literal('6')])),
       cidr: T.Optional(T.String()), ipv6_ra_mode: T.Optional(Nullable(T.String({ enum: ['slaac', 'dhcpv6-stateful', 'dhcpv6-stateless'] }))),
       ipv6_address_mode: T.Optional(Nullable(T.String({ enum: ['slaac', 'dhcpv6-stateful', 'dhcpv6-stateless'] }))),
       subnetpool_id: T.Optional(T.Null()), use_default_subnetpool: T.Optional(T.Literal(false)),
-      prefixlen: T.Optional(T.Integer()), segment_id: T.Optional(T.Null()), service_types: T.Optional(T.Array(T.String(), { maxItems: 0 })),
+      prefixlen: T.Optional(Int), segment_id: T.Optional(T.Null()), service_types: T.Optional(T.Array(T.String(), { maxItems: 0 })),
     }, ['network_id']),
     update: wrap('subnet', subnetUpdate),
   },
@@ -95,7 +99,7 @@ export const Schemas = {
     create: wrap('security_group_rule', {
       ...owner, description: T.Optional(Desc), security_group_id: T.Optional(Id), direction: T.Optional(T.String()),
       ethertype: T.Optional(T.String()), protocol: T.Optional(Nullable(T.Union([T.String(), T.Integer()]))),
-      port_range_min: T.Optional(Nullable(T.Integer())), port_range_max: T.Optional(Nullable(T.Integer())),
+      port_range_min: T.Optional(Nullable(Int)), port_range_max: T.Optional(Nullable(Int)),
       remote_ip_prefix: T.Optional(Nullable(T.String())), remote_group_id: T.Optional(Nullable(Id)),
       remote_address_group_id: T.Optional(T.Null()),
     }, ['security_group_id', 'direction']),
@@ -118,6 +122,12 @@ export function createBody(kind: keyof typeof Schemas, collection: string): TSch
   const one = (Schemas[kind].create as unknown as { properties: Record<string, TSchema> }).properties[kind]!;
   return T.Object({ [kind]: T.Optional(one), [collection]: T.Optional(T.Array(one, { minItems: 1, maxItems: 1000 })) },
     { additionalProperties: false });
+}
+
+/** The integer attributes of a validated resource body as numbers (Neutron's convert_to_int). */
+export function intAttributes<B extends Record<string, unknown>>(body: B): B {
+  for (const k of INT_ATTRS) if (typeof body[k] === 'string') (body as Record<string, unknown>)[k] = Number(body[k]);
+  return body;
 }
 
 export const AgentBody = T.Object({

@@ -167,6 +167,8 @@ export class FakeDriver implements HypervisorDriver {
     if (!dest) throw new Error(`nobody waits for a migration at ${to.uri}`);
     if (opts.signal?.aborted) throw new Error('live migration aborted');
     opts.onProgress?.({ phase: 'memory', memoryDone: 1, memoryTotal: 1 });
+    // force_complete pauses the guest: it arrives paused (the destination's agent resumes it).
+    if (opts.forceComplete?.aborted) { this.calls.push(`forceComplete ${id}`); g.state = 'paused'; }
     Object.assign(dest.guest, { state: g.state, console: g.console, boots: g.boots });
     dest.arrived = true;
     incoming.delete(to.uri);

@@ -18,7 +18,7 @@
 import { createServer } from 'node:net';
 import { existsSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import type { BaseImage, ConfigDriveSpec, IncomingMigration, InstanceSpec, MigrationListen, MigrationProgress } from '../driver.js';
+import type { BaseImage, ConfigDriveSpec, IncomingMigration, InstanceSpec, MigrateOutOptions, MigrationListen } from '../driver.js';
 import { InvalidStateError } from '../driver.js';
 import { writeAtomic, type GuestOps } from './guest-ops.js';
 import type { QmpClient } from './qmp.js';
@@ -105,7 +105,7 @@ interface BlockJob { device: string; type: string; len: number; offset: number; 
  * `signal` aborts: the jobs are cancelled and the guest keeps running here.
  */
 export async function migrateOut(h: GuestOps, id: string, to: IncomingMigration,
-  opts: { onProgress?: (p: MigrationProgress) => void; signal?: AbortSignal; timeoutMs?: number } = {}): Promise<{ downtimeMs?: number; totalMs: number }> {
+  opts: MigrateOutOptions = {}): Promise<{ downtimeMs?: number; totalMs: number }> {
   const p = h.paths(id);
   const started = Date.now();
   const deadline = started + (opts.timeoutMs ?? 600_000);
@@ -115,9 +115,21 @@ export async function migrateOut(h: GuestOps, id: string, to: IncomingMigration,
   // Only the root disk is mirrored; volumes would need their own copy (or shared storage).
   if (h.readSpec(id)?.disks?.length) throw new InvalidStateError(`guest ${id} has data disks attached: they are not live-migrated`);
   const q = <T>(fn: (c: QmpClient) => Promise<T>) => h.qmp(id, fn, 10_000);
+  let forced = false;
+  // The guest stays here: running again if force_complete paused it.
+  const giveUp = async () => {
+    await abortOutgoing(h, id);
+    if (forced) await q((c) => c.execute('cont'));
+  };
   const check = async () => {
-    if (opts.signal?.aborted) { await abortOutgoing(h, id); throw new MigrationAborted(); }
-    if (Date.now() > deadline) { await abortOutgoing(h, id); throw new Error('live migration timed out'); }
+    if (opts.forceComplete?.aborted && !forced) {
+      // force_complete (as libvirt does it): stopped vCPUs dirty nothing, the copy converges.
+      forced = true;
+      await q((c) => c.execute('stop'));
+      log.info('guest paused to force the migration to complete');
+    }
+    if (opts.signal?.aborted) { await giveUp(); throw new MigrationAborted(); }
+    if (Date.now() > deadline) { await giveUp(); throw new Error('live migration timed out'); }
   };
 
   const mine = existsSync(outgoingPath(h, id)) && readFileSync(outgoingPath(h, id), 'utf8') === JSON.stringify(to);
@@ -162,6 +174,7 @@ export async function migrateOut(h: GuestOps, id: string, to: IncomingMigration,
       if (mig.status === 'failed' || mig.status === 'cancelled') {
         await cancelMirror(h, id, true);
         rmSync(outgoingPath(h, id), { force: true });
+        if (forced) await q((c) => c.execute('cont'));
         throw new Error(`live migration ${mig.status}: ${mig['error-desc'] ?? 'see the destination host'}`);
       }
       if (mig.ram) opts.onProgress?.({ phase: 'memory', memoryDone: mig.ram.transferred, memoryTotal: mig.ram.total });
