@@ -14,6 +14,7 @@ import type { HostNetworkState } from './dataplane/model.js';
 import { H_FORWARDED_FOR, H_NETWORK_ID, H_ROUTER_ID, H_SIGNATURE } from './dataplane/metadata-contract.js';
 import type { HostNetworkDesired, MetadataSecret } from '../netagent/protocol.js';
 import { METADATA_RELAY_PATH } from '../netagent/protocol.js';
+import { claimOwnership } from '../core/process.js';
 
 /** Where the agent records how its data plane is laid out, for `stratus exec-external|ssh|down --purge`. */
 export interface NetworkLayout {
@@ -86,6 +87,7 @@ export class NetAgent {
   private wake?: () => void;
   private lastReport = '';
   private loops: Promise<void>[] = [];
+  private readonly releases: (() => void)[] = [];
   /** Number of converges done (tests). */
   converged = 0;
 
@@ -98,6 +100,7 @@ export class NetAgent {
     const { log } = this.o;
     const secret = await this.retry(async () => (await (await this.call('GET', '/metadata-secret')).json() as MetadataSecret).secret);
     if (this.stopping) return;
+    this.claimLayout();
     mkdirSync(join(this.o.dataDir, 'agent'), { recursive: true, mode: 0o700 });
     writeFileSync(layoutFile(this.o.dataDir), JSON.stringify(this.o.layout, null, 2));
     this.dp = dataplaneFor(this.o.layout, { socketPath: this.socketPath, secret });
@@ -105,6 +108,22 @@ export class NetAgent {
     await this.retry(() => this.call('PUT', `/hosts/${encodeURIComponent(this.o.host)}`, { underlayIp: this.o.underlayIp }));
     log.info({ underlayIp: this.o.underlayIp, prefix: this.o.layout.prefix }, 'network agent registered');
     this.loops.push(this.watchLoop(), this.convergeLoop());
+  }
+
+  /**
+   * Two agents on one prefix (or one provider namespace) would each remove the other's namespaces
+   * as strays: the second one refuses to start, saying which options tell them apart.
+   */
+  private claimLayout(): void {
+    const { prefix, providerNetns } = this.o.layout;
+    const mine = `data dir ${this.o.dataDir}`;
+    const clash = (what: string) => (pid: number, owner: string) =>
+      `another Stratus agent (pid ${pid}, ${owner || 'unknown data dir'}) already uses ${what}: ` +
+      'give this agent its own --netns-prefix and --provider-netns';
+    this.releases.push(
+      claimOwnership(`/run/stratus/netns-prefix-${prefix.replace(/-$/, '')}.owner`, 'agent', clash(`the network namespace prefix '${prefix}'`), mine),
+      claimOwnership(`/run/stratus/provider-netns-${providerNetns}.owner`, 'agent', clash(`the provider namespace '${providerNetns}'`), mine),
+    );
   }
 
   /** Converge soon (a guest just started or got a NIC: its tap waits in the root namespace). */
@@ -121,6 +140,7 @@ export class NetAgent {
     await new Promise<void>((r) => (this.relay ? this.relay.close(() => r()) : r()));
     this.relay?.closeAllConnections?.();
     rmSync(this.socketPath, { force: true });
+    for (const release of this.releases.splice(0)) release();
   }
 
   private async watchLoop(): Promise<void> {
