@@ -184,3 +184,18 @@ test('a locked server refuses its owner (409) until unlocked; update and rebuild
   assert.equal(rb.body.server.id, id);
   await tc.openstack(['server', 'delete', '--wait', id]);
 });
+
+test('os-quota-class-sets/default updates the registered (default) limits, one truth with the identity door', async () => {
+  const put = await api(tc.url, 'PUT', `${V}/os-quota-class-sets/default`, { token: admin, body: { quota_class_set: { instances: 12, cores: '30' } } });
+  assert.equal(put.status, 200, JSON.stringify(put.body));
+  assert.equal(put.body.quota_class_set.instances, 12);
+  assert.equal(put.body.quota_class_set.cores, 30);
+  const reg = await tc.openstackJson<any[]>(['registered', 'limit', 'list', '--service', 'compute', '--resource-name', 'servers']);
+  assert.equal(reg[0]['Default Limit'], 12);
+  const defaults = await api(tc.url, 'GET', `${V}/os-quota-sets/${adminProject}/defaults`, { token: admin });
+  assert.equal(defaults.body.quota_set.instances, 12);
+  assert.equal((await api(tc.url, 'PUT', `${V}/os-quota-class-sets/gold`, { token: admin, body: { quota_class_set: { instances: 1 } } })).status, 400);
+  const demo = (await issue(tc, 'demo', tc.demoPassword)).token;
+  assert.equal((await api(tc.url, 'PUT', `${V}/os-quota-class-sets/default`, { token: demo, body: { quota_class_set: { instances: 99 } } })).status, 403);
+  await api(tc.url, 'PUT', `${V}/os-quota-class-sets/default`, { token: admin, body: { quota_class_set: { instances: 10, cores: 20 } } });
+});
