@@ -23,7 +23,7 @@ import { guestPaths, qemuArgs, type Accelerator } from '../src/agent/hypervisor/
 import type { InstanceSpec } from '../src/agent/hypervisor/driver.js';
 import { buildConfigDrive } from '../src/agent/hypervisor/qemu/configdrive.js';
 import { parseGuestMarkers } from '../src/agent/guest-image/markers.js';
-import { argvOf, guestPids, load, rootRoutes, secs, sh, startAio, until, type Aio } from './lib/aio.js';
+import { argvOf, guestPids, load, reportCleanup, secs, sh, startAio, until, type Aio } from './lib/aio.js';
 
 const AIM = 1.1;
 const { values } = parseArgs({ options: { rounds: { type: 'string', default: '2' } } });
@@ -41,7 +41,7 @@ async function probe(ns: string, host: string): Promise<{ ready: Promise<number>
   let out = '';
   c.stdout!.on('data', (d) => { out += String(d); });
   c.stderr!.on('data', (d) => { out += String(d); });
-  await until('the SSH probe to start', () => out.includes('PROBING') || c.exitCode !== null, 60_000, 20);
+  await until('the SSH probe to start', () => out.includes('PROBING') || c.exitCode !== null, 60_000);
   // Wrapped: an async function returning a bare promise would wait for it.
   return { ready: new Promise<number>((resolve, reject) => c.once('exit', (code) => {
     const m = /READY (\d+)/.exec(out);
@@ -144,7 +144,6 @@ async function handNetwork(ns: string, mac: string, dataDir: string): Promise<Ch
 }
 
 async function main(): Promise<number> {
-  const routesBefore = await rootRoutes();
   console.log(`ssh-ready: ${ROUNDS} rounds; machine load average ${load()} (TCG guests on shared cores: noisy)`);
   const aio = await startAio({ tag: 'ssh' });
   const handNs = `${aio.prefix.replace(/-$/, '')}x-hand`;
@@ -207,10 +206,7 @@ async function main(): Promise<number> {
     const left = await aio.down();
     await sh('ip', ['netns', 'del', handNs]);
     if ((await sh('ip', ['netns', 'list'])).stdout.includes(handNs)) left.push(`namespace ${handNs} left`);
-    const routesAfter = await rootRoutes();
-    if (routesAfter !== routesBefore) left.push(`root namespace routes changed:\n${routesBefore}---\n${routesAfter}`);
-    console.log(left.length ? `cleanup: ${left.join('; ')}` : 'cleanup: nothing left (processes, namespaces, data dir; root routes unchanged)');
-    if (left.length) failed = true;
+    if (!reportCleanup(left)) failed = true;
   }
   return failed ? 1 : 0;
 }
