@@ -55,7 +55,7 @@ async function main(): Promise<number> {
 
   const t0 = Date.now();
   const aio = await startAio({ tag: 'first' });
-  steps.push({ what: 'stratus up --detach (fresh data dir, until the API is healthy)', startMs: 0, ms: aio.upMs });
+  steps.push({ what: 'stratus up --detach (fresh data dir; returns once the API is healthy and the local agent registered)', startMs: 0, ms: aio.upMs });
   let failed = false;
   try {
     const key = join(aio.dataDir, 'id_first');
