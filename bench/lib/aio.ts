@@ -86,13 +86,28 @@ export function argvOf(pid: number): string[] {
   try { return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean); } catch { return []; }
 }
 
-/** CPU time (user + system) of a process in clock ticks (100/s on Linux). */
-export function cpuTicks(pid: number): number {
+/** CPU time (user + system) of a process in clock ticks (100/s on Linux); with `children`, plus its waited-for children's (the `ip`, `iptables` it ran). */
+export function cpuTicks(pid: number, children = false): number {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return Number(f[11]) + Number(f[12]);
+    return Number(f[11]) + Number(f[12]) + (children ? Number(f[13]) + Number(f[14]) : 0);
   } catch { return NaN; }
+}
+
+/** CPU seconds a process tree uses from now until `stop()` (processes that exit meanwhile unwaited are missed). */
+export function treeCpu(root: number): { stop(): number } {
+  const at = new Map(processTree(root).map((p) => [p, cpuTicks(p, true)]));
+  return {
+    stop() {
+      let ticks = 0;
+      for (const p of processTree(root)) {
+        const now = cpuTicks(p, true);
+        if (Number.isFinite(now)) ticks += now - (at.get(p) ?? 0);
+      }
+      return ticks / 100;
+    },
+  };
 }
 
 export async function netnsWithPrefix(prefix: string): Promise<string[]> {
