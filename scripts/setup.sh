@@ -15,7 +15,7 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 runtime_pkgs=(qemu-system-x86 qemu-utils genisoimage dnsmasq-base iproute2 nftables iptables
   openssh-client linux-image-cloud-amd64 busybox-static dropbear-bin syslinux syslinux-common
   mtools dosfstools fdisk e2fsprogs cpio zstd kmod novnc)
-test_pkgs=(python3-openstackclient python3-openstacksdk python3-osc-placement iputils-ping socat iperf3 curl chromium)
+test_pkgs=(python3-openstackclient python3-openstacksdk python3-osc-placement iputils-ping socat iperf3 curl chromium strace)
 
 pkgs=("${runtime_pkgs[@]}")
 (( want_test )) && pkgs+=("${test_pkgs[@]}")

@@ -38,6 +38,9 @@ trap "exit 130" INT TERM
 
 cd "$ROOT"
 npx tsc -p tsconfig.json 2>&1 | grep -v 'nodedir' || true
+# Its own namespaces: never the default "stratus-" of a cloud a user runs on this machine.
+tag="tp$(basename "$TMP" | tr -dc 'a-zA-Z0-9' | tail -c 6)"
+export STRATUS_NETNS_PREFIX="stratus-$tag-" STRATUS_PROVIDER_NETNS="stratus-$tag-provider"
 ./bin/stratus up --data-dir "$TMP" --listen "127.0.0.1:$PORT" --detach >"$RESULTS/stratus-up.log" 2>&1 \
   || { cat "$RESULTS/stratus-up.log" >&2; exit 1; }
 

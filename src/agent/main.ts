@@ -13,7 +13,7 @@ import { ImageCache } from './images.js';
 import { chooseAccelerator, type ProbeResult } from './hypervisor/qemu/accel.js';
 import { QemuDriver } from './hypervisor/qemu/driver.js';
 import type { MigrationListen } from './hypervisor/driver.js';
-import { isAlive } from '../core/process.js';
+import { claimOwnership, isAlive } from '../core/process.js';
 import { Reconciler, markResumeOnStart } from './reconcile.js';
 import { NetAgent, networkLayout, type NetworkLayout } from './netagent.js';
 import type { AgentCall, CallResult } from '../compute/agent-protocol.js';
@@ -71,7 +71,8 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
   const log = o.log ?? createLogger(process.env.STRATUS_LOG_LEVEL ?? 'info', 'stratus-agent');
   const dirs = agentDirs(o.dataDir);
   for (const d of [dirs.instances, dirs.images, dirs.state, dirs.snapshots, dirs.transfers]) mkdirSync(d, { recursive: true, mode: 0o700 });
-  claimPidFile(dirs.pid);
+  // One agent per data dir: refuses to start next to a live one.
+  claimOwnership(dirs.pid, 'agent', (pid) => `another agent (pid ${pid}) already manages ${o.dataDir}`);
   const host = o.hostName ?? hostname();
 
   const accel = await chooseAccelerator({ mode: o.accel ?? 'auto', probeImage: o.probeImage ?? defaultProbeImage(), log });
@@ -202,21 +203,6 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
       log.info('agent stopped; guests left running');
     },
   };
-}
-
-/** One agent per data dir: refuses to start next to a live one. */
-function claimPidFile(path: string): void {
-  if (existsSync(path)) {
-    const pid = Number(readFileSync(path, 'utf8').trim());
-    if (pid > 0 && pid !== process.pid && isAlive(pid) && readCmdline(pid).includes('agent')) {
-      throw new Error(`another agent (pid ${pid}) already manages ${dirname(dirname(path))}`);
-    }
-  }
-  writeFileSync(path, `${process.pid}\n`);
-}
-
-function readCmdline(pid: number): string {
-  try { return readFileSync(`/proc/${pid}/cmdline`, 'utf8'); } catch { return ''; }
 }
 
 /**

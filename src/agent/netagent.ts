@@ -14,6 +14,7 @@ import type { HostNetworkState } from './dataplane/model.js';
 import { H_FORWARDED_FOR, H_NETWORK_ID, H_ROUTER_ID, H_SIGNATURE } from './dataplane/metadata-contract.js';
 import type { HostNetworkDesired, MetadataSecret } from '../netagent/protocol.js';
 import { METADATA_RELAY_PATH } from '../netagent/protocol.js';
+import { claimOwnership } from '../core/process.js';
 
 /** Where the agent records how its data plane is laid out, for `stratus exec-external|ssh|down --purge`. */
 export interface NetworkLayout {
@@ -61,7 +62,15 @@ export interface NetAgentOptions {
   underlayIp: string | null;
   /** Converge at least this often (taps of restarted guests, drift). */
   resyncMs?: number;
+  /**
+   * A state poll (the controller answers within 25 s) unanswered this long is given up and asked
+   * again: a controller that vanished without closing the connection must not stall the agent.
+   */
+  watchTimeoutMs?: number;
 }
+
+/** Other calls to the controller: given up after this long (then retried by their loop). */
+const CALL_TIMEOUT_MS = 30_000;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -78,6 +87,7 @@ export class NetAgent {
   private wake?: () => void;
   private lastReport = '';
   private loops: Promise<void>[] = [];
+  private readonly releases: (() => void)[] = [];
   /** Number of converges done (tests). */
   converged = 0;
 
@@ -90,6 +100,7 @@ export class NetAgent {
     const { log } = this.o;
     const secret = await this.retry(async () => (await (await this.call('GET', '/metadata-secret')).json() as MetadataSecret).secret);
     if (this.stopping) return;
+    this.claimLayout();
     mkdirSync(join(this.o.dataDir, 'agent'), { recursive: true, mode: 0o700 });
     writeFileSync(layoutFile(this.o.dataDir), JSON.stringify(this.o.layout, null, 2));
     this.dp = dataplaneFor(this.o.layout, { socketPath: this.socketPath, secret });
@@ -97,6 +108,22 @@ export class NetAgent {
     await this.retry(() => this.call('PUT', `/hosts/${encodeURIComponent(this.o.host)}`, { underlayIp: this.o.underlayIp }));
     log.info({ underlayIp: this.o.underlayIp, prefix: this.o.layout.prefix }, 'network agent registered');
     this.loops.push(this.watchLoop(), this.convergeLoop());
+  }
+
+  /**
+   * Two agents on one prefix (or one provider namespace) would each remove the other's namespaces
+   * as strays: the second one refuses to start, saying which options tell them apart.
+   */
+  private claimLayout(): void {
+    const { prefix, providerNetns } = this.o.layout;
+    const mine = `data dir ${this.o.dataDir}`;
+    const clash = (what: string) => (pid: number, owner: string) =>
+      `another Stratus agent (pid ${pid}, ${owner || 'unknown data dir'}) already uses ${what}: ` +
+      'give this agent its own --netns-prefix and --provider-netns';
+    this.releases.push(
+      claimOwnership(`/run/stratus/netns-prefix-${prefix.replace(/-$/, '')}.owner`, 'agent', clash(`the network namespace prefix '${prefix}'`), mine),
+      claimOwnership(`/run/stratus/provider-netns-${providerNetns}.owner`, 'agent', clash(`the provider namespace '${providerNetns}'`), mine),
+    );
   }
 
   /** Converge soon (a guest just started or got a NIC: its tap waits in the root namespace). */
@@ -113,13 +140,15 @@ export class NetAgent {
     await new Promise<void>((r) => (this.relay ? this.relay.close(() => r()) : r()));
     this.relay?.closeAllConnections?.();
     rmSync(this.socketPath, { force: true });
+    for (const release of this.releases.splice(0)) release();
   }
 
   private async watchLoop(): Promise<void> {
     let failures = 0;
     while (!this.stopping) {
       try {
-        const r = await this.call('GET', `/hosts/${encodeURIComponent(this.o.host)}/state?since=${encodeURIComponent(this.revision)}&wait=25`, undefined, this.abort.signal);
+        const signal = AbortSignal.any([this.abort.signal, AbortSignal.timeout(this.o.watchTimeoutMs ?? 60_000)]);
+        const r = await this.call('GET', `/hosts/${encodeURIComponent(this.o.host)}/state?since=${encodeURIComponent(this.revision)}&wait=25`, undefined, signal);
         const d = await r.json() as HostNetworkDesired;
         failures = 0;
         if (d.revision !== this.revision) {
@@ -141,7 +170,7 @@ export class NetAgent {
     while (!this.stopping) {
       this.kicked = false;
       if (this.state) {
-        await this.convergeOnce().catch((e) => this.o.log.error({ err: (e as Error).message }, 'network converge failed'));
+        await this.convergeOnce().catch((e) => { if (!this.stopping) this.o.log.error({ err: (e as Error).message }, 'network converge failed'); });
       }
       if (this.kicked || this.stopping) continue;
       await new Promise<void>((r) => {
@@ -203,7 +232,10 @@ export class NetAgent {
   private async call(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<Response> {
     const headers: Record<string, string> = { Authorization: `Bearer ${this.o.token}` };
     if (body !== undefined) headers['Content-Type'] = 'application/json';
-    const r = await fetch(`${this.base}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal });
+    const r = await fetch(`${this.base}${path}`, {
+      method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+      signal: signal ?? AbortSignal.any([this.abort.signal, AbortSignal.timeout(CALL_TIMEOUT_MS)]),
+    });
     if (!r.ok) throw new Error(`${method} ${path}: HTTP ${r.status} ${(await r.text().catch(() => '')).slice(0, 300)}`);
     return r;
   }

@@ -3,13 +3,14 @@ import type { HostNetworkState } from '../agent/dataplane/model.js';
 import type { Database } from '../core/db.js';
 import type { Logger } from '../core/log.js';
 import {
-  Core, DEFAULT_NET_CONFIG, forbidden, invalidInput, notFoundOf, QUOTA_RESOURCES, systemCaller,
+  Core, DEFAULT_NET_CONFIG, forbidden, invalidInput, notFoundOf, systemCaller,
   type Caller, type Limits, type NetConfig,
 } from './core.js';
 import * as agents from './agents.js';
 import { buildHostState, scheduleUnhosted } from './hoststate.js';
 import * as nets from './networks.js';
 import * as ports from './ports.js';
+import * as quotas from './quotas.js';
 import { createRbac, deleteRbac, updateRbac } from './rbac.js';
 import * as l3 from './routers.js';
 import * as sgs from './secgroups.js';
@@ -182,70 +183,15 @@ export class NetworkService {
   updateRbacPolicy = (caller: Caller, id: string, body: Record<string, any>) => this.run((c) => updateRbac(c, caller, id, body));
   deleteRbacPolicy = (caller: Caller, id: string) => this.run((c) => deleteRbac(c, caller, id));
 
-  // ---- quotas (unified limits in identity, service type "network") ----
+  // ---- quotas (unified limits in identity, service type "network"; see quotas.ts) ----
 
-  async getQuota(caller: Caller, projectId: string): Promise<Record<string, number>> {
-    this.core.enforce(caller, 'get_quota', { project_id: projectId });
-    const out: Record<string, number> = {};
-    for (const r of Object.keys(QUOTA_RESOURCES)) out[r] = await this.core.limitOf(projectId, r);
-    return out;
-  }
-
-  async quotaDetails(caller: Caller, projectId: string) {
-    const q = await this.getQuota(caller, projectId);
-    const out: Record<string, { limit: number; used: number; reserved: number }> = {};
-    for (const [r, limit] of Object.entries(q)) out[r] = { limit, used: await this.core.usage(projectId, r), reserved: 0 };
-    return out;
-  }
-
-  /** Neutron's admin quota listing: every project whose network quotas differ from the defaults. */
-  async nonDefaultQuotas(caller: Caller): Promise<Array<Record<string, number | string>>> {
-    const projects = new Set(await this.core.limits.projectsWithLimits('network'));
-    const defaults = this.defaultQuota();
-    const out = [];
-    for (const p of [...projects].sort()) {
-      const q = await this.getQuota(caller, p);
-      if (Object.entries(q).some(([k, v]) => defaults[k] !== v)) out.push({ ...q, project_id: p, tenant_id: p });
-    }
-    return out;
-  }
-
-  defaultQuota(): Record<string, number> {
-    return Object.fromEntries(Object.entries(QUOTA_RESOURCES).map(([k, v]) => [k, v.default]));
-  }
-
-  async setQuota(caller: Caller, projectId: string, values: Record<string, unknown>): Promise<Record<string, number>> {
-    this.core.enforce(caller, 'update_quota', { project_id: projectId });
-    for (const [k, v] of Object.entries(values)) {
-      if (k === 'force' || k === 'check_limit') continue;
-      if (!(k in QUOTA_RESOURCES)) throw invalidInput(`Unrecognized attribute(s) '${k}'`);
-      const n = typeof v === 'string' && /^-?\d+$/.test(v) ? Number(v) : v;
-      if (typeof n !== 'number' || !Number.isInteger(n) || n < -1) throw invalidInput(`'${String(v)}' is not a valid quota value for ${k}; it must be an integer >= -1`);
-      if (values.check_limit === true && n >= 0 && await this.core.usage(projectId, k) > n) {
-        throw invalidInput(`Quota limit ${n} for ${k} must be greater than or equal to already used and reserved ${await this.core.usage(projectId, k)}.`);
-      }
-    }
-    for (const [k, v] of Object.entries(values)) {
-      if (k in QUOTA_RESOURCES) {
-        await this.core.limits.setProjectLimit({ projectId, serviceType: 'network', resourceName: k, value: Number(v) });
-      }
-    }
-    return this.getQuota(caller, projectId);
-  }
-
-  async resetQuota(caller: Caller, projectId: string): Promise<void> {
-    this.core.enforce(caller, 'delete_quota', { project_id: projectId });
-    for (const [k, v] of Object.entries(QUOTA_RESOURCES)) {
-      await this.core.limits.setProjectLimit({ projectId, serviceType: 'network', resourceName: k, value: v.default });
-    }
-  }
-
-  async registerLimits(): Promise<void> {
-    for (const [k, v] of Object.entries(QUOTA_RESOURCES)) {
-      await this.core.limits.ensureRegisteredLimit({ serviceType: 'network', resourceName: k, defaultLimit: v.default,
-        description: `Neutron ${k} quota` });
-    }
-  }
+  getQuota = (caller: Caller, projectId: string) => quotas.getQuota(this.core, caller, projectId);
+  quotaDetails = (caller: Caller, projectId: string) => quotas.quotaDetails(this.core, caller, projectId);
+  nonDefaultQuotas = (caller: Caller) => quotas.nonDefaultQuotas(this.core, caller);
+  defaultQuota = () => quotas.defaultQuota();
+  setQuota = (caller: Caller, projectId: string, values: Record<string, unknown>) => quotas.setQuota(this.core, caller, projectId, values);
+  resetQuota = (caller: Caller, projectId: string) => quotas.resetQuota(this.core, caller, projectId);
+  registerLimits = () => quotas.registerLimits(this.core);
 
   // ---- for compute (in-process; all take the server owner's project) ----
 

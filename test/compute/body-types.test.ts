@@ -24,7 +24,11 @@ test('flavor sizes and quota values as digit strings; lists and bad strings refu
   assert.equal(ok.status, 200, ok.text);
   assert.deepEqual([ok.body.flavor.ram, ok.body.flavor.vcpus, ok.body.flavor.disk, ok.body.flavor['OS-FLV-EXT-DATA:ephemeral'],
     ok.body.flavor['os-flavor-access:is_public']], [1024, 2, 0, 1, true]);
-  for (const [field, value] of [['ram', ['1024']], ['ram', '0'], ['ram', 'lots'], ['vcpus', 1.5], ['name', ['x']], ['disk', '-1']] as const) {
+  // A numeric flavor id (tempest's test_create_flavor_with_int_id) is the id as a string.
+  const intId = await api(tc.url, 'POST', `${V}/flavors`, { token: admin, body: { flavor: { name: 'intid', ram: 512, vcpus: 1, disk: 0, id: 4321 } } });
+  assert.equal(intId.status, 200, intId.text);
+  assert.equal(intId.body.flavor.id, '4321');
+  for (const [field, value] of [['id', [1]], ['ram', ['1024']], ['ram', '0'], ['ram', 'lots'], ['vcpus', 1.5], ['name', ['x']], ['disk', '-1']] as const) {
     const body = { flavor: { name: 'bad', ram: 512, vcpus: 1, disk: 0, [field]: value } };
     const r = await api(tc.url, 'POST', `${V}/flavors`, { token: admin, body });
     assert.equal(r.status, 400, `${field}=${JSON.stringify(value)}: ${r.text}`);

@@ -44,6 +44,10 @@ test('flavor create takes Nova string booleans and numeric strings; other string
   assert.equal(pub.body.flavor['os-flavor-access:is_public'], true);
   const bad = await mk('shape-bad', 'maybe');
   assert.equal(bad.status, 400);
+  // An integer id is taken as its string, as Nova does.
+  const intId = await api(tc.url, 'POST', `${V}/flavors`, { token: admin, body: { flavor: { name: 'shape-int', ram: 64, vcpus: '1', disk: '0', id: 4242 } } });
+  assert.equal(intId.status, 200, JSON.stringify(intId.body));
+  assert.equal(intId.body.flavor.id, '4242');
   // The CLI reads the private flavor back.
   const shown = await tc.openstackJson(['flavor', 'show', 'shape-private']);
   assert.equal(shown['os-flavor-access:is_public'], false);
@@ -74,6 +78,10 @@ test('before 2.36 quota sets and limits include the network quotas, read from th
   const q = await api(tc.url, 'GET', `${V}/os-quota-sets/${adminProject}`, { token: admin });
   for (const k of ['floating_ips', 'fixed_ips', 'security_groups', 'security_group_rules']) assert.equal(typeof q.body.quota_set[k], 'number', k);
   // Neutron's own quota door shows what the compute door writes, and the reverse.
+  // Quota values may be digit strings (tempest sends them so).
+  const asText = await api(tc.url, 'PUT', `${V}/os-quota-sets/${adminProject}`, { token: admin, body: { quota_set: { ram: '5120' } } });
+  assert.equal(asText.status, 200, JSON.stringify(asText.body));
+  assert.equal(asText.body.quota_set.ram, 5120);
   const set = await api(tc.url, 'PUT', `${V}/os-quota-sets/${adminProject}`, { token: admin, body: { quota_set: { floating_ips: 7 } } });
   assert.equal(set.status, 200, JSON.stringify(set.body));
   assert.equal(set.body.quota_set.floating_ips, 7);
@@ -143,4 +151,51 @@ test('console output tails as Nova does: at most N pieces when split on newlines
   assert.equal(tailLines('a\nb\nc\nd\n', 3).split('\n').length, 3);
   assert.equal(tailLines('only', 5), 'only');
   assert.equal(tailLines('a\nb', 0), '');
+});
+
+test('a locked server refuses its owner (409) until unlocked; update and rebuild answer the short view before 2.75', async () => {
+  const demo = (await issue(tc, 'demo', tc.demoPassword)).token;
+  const h237 = mv('2.37');
+  const r = await api(tc.url, 'POST', `${V}/servers`, { token: demo, headers: h237, body: { server: { name: 'lock-vm', imageRef: 'img-shape', flavorRef: '42', networks: 'none' } } });
+  assert.equal(r.status, 202, JSON.stringify(r.body));
+  const id = r.body.server.id;
+  const action = (body: unknown, token = demo) => api(tc.url, 'POST', `${V}/servers/${id}/action`, { token, body });
+  let status = '';
+  for (let i = 0; i < 200 && status !== 'ACTIVE'; i++) {
+    status = (await api(tc.url, 'GET', `${V}/servers/${id}`, { token: demo })).body.server.status;
+    if (status !== 'ACTIVE') await new Promise((res) => setTimeout(res, 100));
+  }
+  assert.equal(status, 'ACTIVE');
+  assert.equal((await action({ lock: null })).status, 202);
+  const refused = await action({ 'os-stop': null });
+  assert.equal(refused.status, 409, 'the owner who locked it cannot stop it either');
+  assert.equal((await api(tc.url, 'PUT', `${V}/servers/${id}`, { token: demo, body: { server: { name: 'x' } } })).status, 409);
+  assert.equal((await action({ unlock: null })).status, 202);
+
+  const upd = await api(tc.url, 'PUT', `${V}/servers/${id}`, { token: demo, body: { server: { name: 'lock-vm-2' } } });
+  assert.equal(upd.status, 200);
+  assert.equal(upd.body.server.name, 'lock-vm-2');
+  for (const k of ['OS-EXT-STS:vm_state', 'key_name', 'config_drive', 'OS-EXT-AZ:availability_zone']) assert.ok(!(k in upd.body.server), k);
+  const upd75 = await api(tc.url, 'PUT', `${V}/servers/${id}`, { token: demo, headers: mv('2.75'), body: { server: { name: 'lock-vm-3' } } });
+  assert.ok('OS-EXT-STS:vm_state' in upd75.body.server);
+  const rb = await action({ rebuild: { imageRef: 'img-shape' } });
+  assert.equal(rb.status, 202, JSON.stringify(rb.body));
+  assert.ok(!('OS-EXT-STS:task_state' in rb.body.server));
+  assert.equal(rb.body.server.id, id);
+  await tc.openstack(['server', 'delete', '--wait', id]);
+});
+
+test('os-quota-class-sets/default updates the registered (default) limits, one truth with the identity door', async () => {
+  const put = await api(tc.url, 'PUT', `${V}/os-quota-class-sets/default`, { token: admin, body: { quota_class_set: { instances: 12, cores: '30' } } });
+  assert.equal(put.status, 200, JSON.stringify(put.body));
+  assert.equal(put.body.quota_class_set.instances, 12);
+  assert.equal(put.body.quota_class_set.cores, 30);
+  const reg = await tc.openstackJson<any[]>(['registered', 'limit', 'list', '--service', 'compute', '--resource-name', 'servers']);
+  assert.equal(reg[0]['Default Limit'], 12);
+  const defaults = await api(tc.url, 'GET', `${V}/os-quota-sets/${adminProject}/defaults`, { token: admin });
+  assert.equal(defaults.body.quota_set.instances, 12);
+  assert.equal((await api(tc.url, 'PUT', `${V}/os-quota-class-sets/gold`, { token: admin, body: { quota_class_set: { instances: 1 } } })).status, 400);
+  const demo = (await issue(tc, 'demo', tc.demoPassword)).token;
+  assert.equal((await api(tc.url, 'PUT', `${V}/os-quota-class-sets/default`, { token: demo, body: { quota_class_set: { instances: 99 } } })).status, 403);
+  await api(tc.url, 'PUT', `${V}/os-quota-class-sets/default`, { token: admin, body: { quota_class_set: { instances: 10, cores: 20 } } });
 });

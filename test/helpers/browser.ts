@@ -17,13 +17,28 @@ export interface BrowserPage {
   close(): Promise<void>;
 }
 
+/**
+ * Chromium's command line. Tests send packets to loopback only: Chromium's own background traffic
+ * (DNS to the machine's resolver, component updates, safe browsing, media-router discovery) is
+ * switched off, every host name but localhost and 127.0.0.1 resolves to nothing, and anything not
+ * on loopback would go to a proxy on a dead loopback port. test/compute/browser-offline.test.ts
+ * checks both that and that loopback pages and WebSockets still work.
+ */
+export function chromiumArgs(profile: string, url: string): string[] {
+  return ['--headless=new', '--no-sandbox', '--disable-gpu', '--no-first-run', `--user-data-dir=${profile}`,
+    '--remote-debugging-address=127.0.0.1', '--remote-debugging-port=0', '--window-size=1024,768',
+    '--disable-background-networking', '--disable-component-update', '--disable-domain-reliability', '--disable-sync', '--no-pings',
+    '--disable-breakpad', '--disable-client-side-phishing-detection', '--disable-default-apps', '--metrics-recording-only',
+    '--disable-features=MediaRouter,DialMediaRouteProvider,OptimizationHints,Translate,AutofillServerCommunication,CertificateTransparencyComponentUpdater',
+    '--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.0.0.1', '--proxy-server=http://127.0.0.1:9',
+    '--force-webrtc-ip-handling-policy=disable_non_proxied_udp', url];
+}
+
 /** Opens `url` in a fresh headless Chromium. */
 export async function openPage(url: string): Promise<BrowserPage> {
   if (!CHROMIUM) throw new Error('chromium is not installed');
   const profile = mkdtempSync(join(tmpdir(), 'stratus-chromium-'));
-  const child: ChildProcess = spawn(CHROMIUM, ['--headless=new', '--no-sandbox', '--disable-gpu', '--no-first-run',
-    `--user-data-dir=${profile}`, '--remote-debugging-address=127.0.0.1', '--remote-debugging-port=0', '--window-size=1024,768', 'about:blank'],
-  { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
+  const child: ChildProcess = spawn(CHROMIUM, chromiumArgs(profile, 'about:blank'), { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
   const kill = () => { try { process.kill(-child.pid!, 'SIGKILL'); } catch { /* gone */ } };
   try {
     const endpoint = await new Promise<string>((resolve, reject) => {

@@ -53,7 +53,8 @@ export const NovaBool = Type.Union([Type.Boolean(),
   Type.String({ pattern: '^(True|TRUE|true|1|ON|On|on|YES|Yes|yes|False|FALSE|false|0|OFF|Off|off|NO|No|no)$' })]);
 
 /** Nova's `flavor_param`-style integers in bodies: a JSON integer or a string of digits (bodies are not coerced). */
-export const NovaInt = (minimum: number) => Type.Union([Type.Integer({ minimum }), Type.String({ pattern: '^[0-9]+$' })]);
+export const NovaInt = (minimum: number, maximum?: number) => Type.Union([Type.Integer(maximum === undefined ? { minimum } : { minimum, maximum }),
+  Type.String({ pattern: minimum < 0 ? '^-?[0-9]+$' : '^[0-9]+$' })]);
 export const novaInt = <T extends number | string | undefined>(v: T): T extends undefined ? number | undefined : number =>
   (v === undefined ? undefined : Number(v)) as never;
 

@@ -14,7 +14,7 @@ const FlavorCreate = Type.Object({
     ram: NovaInt(1),
     vcpus: NovaInt(1),
     disk: NovaInt(0),
-    id: Type.Optional(Type.Union([Type.String({ minLength: 1, maxLength: 255 }), Type.Null()])),
+    id: Type.Optional(Type.Union([Type.String({ minLength: 1, maxLength: 255 }), Type.Integer({ minimum: 0 }), Type.Null()])),
     'OS-FLV-EXT-DATA:ephemeral': Type.Optional(NovaInt(0)),
     swap: Type.Optional(Type.Union([NovaInt(0), Type.Literal('')])),
     rxtx_factor: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
@@ -101,7 +101,7 @@ export function registerFlavorRoutes(app: App, deps: RouteDeps, flavors: FlavorS
       throw badRequest("Invalid input for field/attribute flavor. Additional properties are not allowed ('description' was unexpected)");
     }
     const f = await flavors.create({
-      id: b.id ?? undefined, name: b.name, ram: novaInt(b.ram), vcpus: novaInt(b.vcpus), disk: novaInt(b.disk),
+      id: b.id === null || b.id === undefined ? undefined : String(b.id), name: b.name, ram: novaInt(b.ram), vcpus: novaInt(b.vcpus), disk: novaInt(b.disk),
       ephemeral: novaInt(b['OS-FLV-EXT-DATA:ephemeral']), swap: b.swap === '' ? 0 : novaInt(b.swap), rxtxFactor: b.rxtx_factor,
       isPublic: boolParam('os-flavor-access:is_public', b['os-flavor-access:is_public']), description: b.description,
     });

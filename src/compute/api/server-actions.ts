@@ -7,6 +7,7 @@ import type { ServerOperations } from '../servers/operations.js';
 import { atLeast } from './microversion.js';
 import { allow, intParam, lastOf, type Query } from './common.js';
 import { callerOf, renderServer, type ServerRouteDeps } from './servers.js';
+import { updateView } from './server-views.js';
 import { parseMigrateLive } from './live-migration.js';
 import { legacyConsoleActions } from './consoles.js';
 
@@ -94,7 +95,7 @@ export function registerServerActionRoutes(app: App, d: ServerRouteDeps, ops: Se
         if (b.metadata !== undefined && (typeof b.metadata !== 'object' || b.metadata === null || Object.values(b.metadata).some((v) => typeof v !== 'string'))) throw badRequest('Invalid input for field/attribute metadata.');
         const rebuilt = await ops.rebuild(c, id, b.imageRef, { name: b.name as string | undefined, metadata: b.metadata as Record<string, string> | undefined,
           description: atLeast(req, 19) ? b.description as string | null | undefined : undefined });
-        return { code: 202, body: { server: await renderServer(d, req, rebuilt) } };
+        return { code: 202, body: { server: updateView(req, await renderServer(d, req, rebuilt)) } };
       },
       createImage: async (a) => {
         check('os_compute_api:servers:create_image');

@@ -106,4 +106,14 @@ export function serverView(deps: RouteDeps, req: FastifyRequest, s: ServerRecord
   return v;
 }
 
+// What PUT /servers/{id} and rebuild answered before 2.75 (from 2.75 they answer as GET does).
+const UPDATE_VIEW_KEYS = new Set(['id', 'name', 'status', 'tenant_id', 'user_id', 'metadata', 'hostId', 'image', 'flavor',
+  'created', 'updated', 'addresses', 'accessIPv4', 'accessIPv6', 'links', 'OS-DCF:diskConfig', 'progress', 'fault',
+  'locked', 'description', 'tags', 'trusted_image_certificates', 'server_groups', 'locked_reason']);
+
+/** The server as the update and rebuild responses show it at the request's microversion. */
+export function updateView(req: FastifyRequest, v: Record<string, unknown>): Record<string, unknown> {
+  return atLeast(req, 75) ? v : Object.fromEntries(Object.entries(v).filter(([k]) => UPDATE_VIEW_KEYS.has(k)));
+}
+
 const iso = (t: string) => new Date(t).toISOString().replace(/\.\d{3}Z$/, 'Z');

@@ -11,7 +11,7 @@ import type { ServerRecord } from '../servers/store.js';
 import type { InstanceLike } from '../servers/ports.js';
 import { atLeast } from './microversion.js';
 import { allow, boolParam, caller, lastOf, NovaBool, NovaInt, novaInt, type Query, type RouteDeps } from './common.js';
-import { serverBrief, serverView, type ServerRuntime } from './server-views.js';
+import { serverBrief, serverView, updateView, type ServerRuntime } from './server-views.js';
 import { listServers, runtimeOf } from './server-list.js';
 
 const Str255 = Type.String({ maxLength: 255 });
@@ -165,7 +165,7 @@ export function registerServerRoutes(app: App, d: ServerRouteDeps): void {
     if (b.description !== undefined && !atLeast(req, 19)) throw badRequest("Invalid input for field/attribute server. Additional properties are not allowed ('description' was unexpected)");
     if (b.hostname !== undefined && !atLeast(req, 90)) throw badRequest("Invalid input for field/attribute server. Additional properties are not allowed ('hostname' was unexpected)");
     const s = await d.servers.update(c, req.params.id, { ...b, ...(b.accessIPv6 !== undefined ? { accessIPv6: canonicalIpv6(b.accessIPv6) } : {}) });
-    return { server: await renderServer(d, req, s) };
+    return { server: updateView(req, await renderServer(d, req, s)) };
   });
 
   app.delete('/servers/:id', { schema: { params: IdParams } }, async (req, reply) => {

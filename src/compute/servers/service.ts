@@ -257,7 +257,8 @@ export class ServerService {
   }
 
   checkLock(c: Caller, s: ServerRecord): void {
-    if (s.locked && !c.admin && s.lockedBy !== c.userId) throw conflict(`Instance ${s.id} is locked`);
+    // As Nova: only admins act on a locked server, not even whoever locked it (unlock first).
+    if (s.locked && !c.admin) throw conflict(`Instance ${s.id} is locked`);
   }
 
   private async checkMetadata(projectId: string, meta: Record<string, string>): Promise<void> {
