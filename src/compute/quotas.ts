@@ -114,6 +114,19 @@ export class QuotaService {
     }
   }
 
+  /** os-quota-class-sets/default: the registered (default) limits of these resources. */
+  async updateDefaults(values: Record<string, number>): Promise<void> {
+    for (const [k, v] of Object.entries(values)) {
+      const r = BY_API.get(k);
+      if (!r) throw badRequest(`Invalid input for field/attribute quota_class_set. Unknown quota '${k}'.`);
+      if (!Number.isInteger(v) || v < -1) throw badRequest(`Invalid input for field/attribute ${k}. Value must be an integer >= -1.`);
+    }
+    for (const [k, v] of Object.entries(values)) {
+      const r = BY_API.get(k)!;
+      await this.identity.setRegisteredLimit({ serviceType: serviceOf(r), resourceName: r.limit, value: v });
+    }
+  }
+
   /** DELETE os-quota-sets: the project's limits go back to today's defaults. */
   async reset(projectId: string): Promise<void> {
     const d = await this.defaults();

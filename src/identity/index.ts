@@ -55,6 +55,8 @@ export interface IdentityModule extends ServiceModule, TokenValidator {
   projectsWithLimits(serviceType: string): Promise<string[]>;
   /** Registers a default limit if none exists yet (services call this at start for their resources). */
   ensureRegisteredLimit(q: Omit<LimitQuery, 'projectId'> & { defaultLimit: number; description?: string }): Promise<void>;
+  /** Changes a registered (default) limit, registering it if needed. */
+  setRegisteredLimit(q: Omit<LimitQuery, 'projectId'> & { value: number }): Promise<void>;
   getProject(id: string): Promise<ProjectInfo | undefined>;
   /** An EC2 credential by access key (the S3 API verifies request signatures with its secret). */
   getEc2Credential(access: string): Promise<Ec2Credential | undefined>;
@@ -142,6 +144,7 @@ export function createIdentity(ctx: ServiceContext): IdentityModule {
     getLimit: (q) => limits.getLimit(core.db, q),
     setProjectLimit: (q) => limits.setProjectLimit(core.db, q),
     ensureRegisteredLimit: (q) => limits.ensureRegisteredLimit(core.db, q),
+    setRegisteredLimit: (q) => limits.setRegisteredLimit(core.db, q),
     projectsWithLimits: (t) => limits.projectsWithLimits(core.db, t),
 
     async getEc2Credential(access) {

@@ -78,3 +78,15 @@ export async function ensureRegisteredLimit(
     if (!isUniqueViolationSafe(e)) throw e;
   }
 }
+
+/** Changes (or registers) a default limit: Nova's quota class `default` writes here. */
+export async function setRegisteredLimit(db: IdentityDb, q: Omit<LimitQuery, 'projectId'> & { value: number }): Promise<void> {
+  if (!Number.isInteger(q.value) || q.value < -1) throw badRequest(`Invalid limit ${q.value}: expecting an integer >= -1.`);
+  const serviceId = await serviceIdOf(db, q.serviceType);
+  if (!serviceId) throw badRequest(`No service of type '${q.serviceType}' in the catalog.`);
+  const region = q.regionId ?? '';
+  const r = await db.updateTable('identity_registered_limits').set({ default_limit: q.value })
+    .where('service_id', '=', serviceId).where('region_id', '=', region).where('resource_name', '=', q.resourceName)
+    .executeTakeFirst();
+  if (Number(r.numUpdatedRows) === 0) await ensureRegisteredLimit(db, { ...q, defaultLimit: q.value });
+}

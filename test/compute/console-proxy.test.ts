@@ -12,6 +12,7 @@ import WebSocket from 'ws';
 import { ConsoleProxy } from '../../src/compute/consoles/proxy.js';
 import type { ConsoleService, ConsoleTarget } from '../../src/compute/consoles/service.js';
 import { createLogger } from '../../src/core/log.js';
+import { ApiError } from '../../src/core/errors.js';
 import { until } from '../helpers/agent.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'stratus-console-proxy-'));
@@ -21,6 +22,7 @@ let vnc: NetServer;
 let http: Server;
 let proxy: ConsoleProxy;
 let port = 0;
+let agentGone = false;
 
 const target: ConsoleTarget = {
   instanceId: 'i-1', projectId: 'p', consoleType: 'novnc', host: 'h', port: null, internalAccessPath: vncPath, expiresAt: '',
@@ -29,7 +31,10 @@ const consoles = {
   cfg: { tokenTtlSec: 600, novncDir: dir, allowedOrigins: [] },
   proxyBase: () => `http://127.0.0.1:${port}/compute/console`,
   validate: async (t: string) => (t === 'good' ? target : undefined),
-  vncAddress: async () => ({ unixSocket: vncPath }),
+  vncAddress: async () => {
+    if (agentGone) throw new ApiError(504, 'The compute host h did not answer within 15 s.');
+    return { unixSocket: vncPath };
+  },
 } as unknown as ConsoleService;
 
 before(async () => {
@@ -99,4 +104,24 @@ test('a bad token is refused before any VNC connection', async () => {
   });
   assert.equal(status, 401);
   assert.equal(vncConns.size, 0);
+});
+
+test('the guest\'s host agent not answering: 504 saying so, no VNC connection', async () => {
+  agentGone = true;
+  try {
+    const r = await new Promise<{ status: number; body: string }>((resolve) => {
+      const ws = new WebSocket(`ws://127.0.0.1:${port}/compute/console/websockify?token=good`);
+      ws.once('unexpected-response', (_q, res) => {
+        let body = '';
+        res.on('data', (d) => { body += String(d); });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      });
+      ws.once('error', () => resolve({ status: -1, body: '' }));
+    });
+    assert.equal(r.status, 504);
+    assert.match(JSON.parse(r.body).error.message, /did not answer/);
+    assert.equal(vncConns.size, 0);
+  } finally {
+    agentGone = false;
+  }
 });

@@ -18,6 +18,10 @@ const QuotaUpdate = Type.Object({
   }, { additionalProperties: false }),
 }, { additionalProperties: false });
 
+const QuotaClassUpdate = Type.Object({
+  quota_class_set: Type.Object(Object.fromEntries(QUOTA_RESOURCES.map((r) => [r.api, Type.Optional(QuotaValue)])), { additionalProperties: false }),
+}, { additionalProperties: false });
+
 const ProjectParams = Type.Object({ project: Type.String({ minLength: 1, maxLength: 255 }) });
 
 /** The quota names shown at the request's microversion. */
@@ -83,11 +87,24 @@ export function registerQuotaRoutes(app: App, deps: RouteDeps, quotas: QuotaServ
     return reply.code(202).send();
   });
 
-  // Quota classes: only 'default' exists; it shows the registered defaults (read-only here:
-  // defaults are registered limits, changed with `openstack registered limit set`).
+  // Quota classes: only 'default' exists: the registered (default) limits in identity, the same
+  // rows `openstack registered limit set` changes.
   app.get('/os-quota-class-sets/:project', { schema: { params: ProjectParams } }, async (req) => {
     allow(deps, req, 'os_compute_api:os-quota-class-sets:show');
     return { quota_class_set: { id: req.params.project, ...pick(req, await quotas.defaults()) } };
+  });
+  app.put('/os-quota-class-sets/:project', { schema: { params: ProjectParams, body: QuotaClassUpdate } }, async (req) => {
+    allow(deps, req, 'os_compute_api:os-quota-class-sets:update');
+    if (req.params.project !== 'default') throw badRequest('Only the quota class "default" exists: it holds the default limits.');
+    const shownNames = new Set(shown(req).map((r) => r.api));
+    const values: Record<string, number> = {};
+    for (const [k, v] of Object.entries(req.body.quota_class_set as Record<string, number | string>)) {
+      if (!shownNames.has(k)) throw badRequest(`Invalid input for field/attribute quota_class_set. Additional properties are not allowed ('${k}' was unexpected)`);
+      values[k] = novaInt(v);
+      if (values[k]! > QUOTA_MAX) throw badRequest(`Invalid input for field/attribute ${k}. Value: ${v}. ${values[k]} is greater than the maximum of ${QUOTA_MAX}`);
+    }
+    await quotas.updateDefaults(values);
+    return { quota_class_set: pick(req, await quotas.defaults()) };
   });
 
   app.get('/limits', async (req) => {

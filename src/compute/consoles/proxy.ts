@@ -8,6 +8,7 @@ import { connect, type Socket } from 'node:net';
 import { extname, join, normalize, sep } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
+import { ApiError } from '../../core/errors.js';
 import type { App } from '../../core/http.js';
 import type { Logger } from '../../core/log.js';
 import type { ConsoleService, ConsoleTarget, VncAddress } from './service.js';
@@ -82,7 +83,10 @@ export class ConsoleProxy {
     const token = url.searchParams.get('token') ?? cookie(req, 'token') ?? '';
     const target = await this.consoles.validate(token);
     if (!target) return refuse(socket, 401, 'The console token is invalid or has expired.');
-    const addr = await this.consoles.vncAddress(target.instanceId).catch(() => undefined);
+    const found = await this.consoles.vncAddress(target.instanceId).then((a) => ({ a }), (e: unknown) => ({ e }));
+    // The host agent not answering (504) is said as such, not as a guest without a VNC server.
+    if ('e' in found && found.e instanceof ApiError && found.e.status === 504) return refuse(socket, 504, found.e.message);
+    const addr = 'a' in found ? found.a : undefined;
     if (!addr) return refuse(socket, 409, `Instance ${target.instanceId} has no VNC server now (is it running?).`);
     const vnc = await open(addr).catch((e: Error) => e);
     if (vnc instanceof Error) return refuse(socket, 502, `Cannot reach the guest's VNC server: ${vnc.message}`);
