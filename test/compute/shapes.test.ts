@@ -139,6 +139,7 @@ test('servers: accessIPv6 stored canonical, ip/ip6 filters match addresses, limi
   assert.deepEqual(zero.body.servers, []);
   const upd = await api(tc.url, 'PUT', `${V}/servers/${id}`, { token: admin, body: { server: { accessIPv6: '2001:0db8:0000:0000:0000:0000:0000:0001' } } });
   assert.equal(upd.body.server.accessIPv6, '2001:db8::1');
+  assert.deepEqual(upd.body.server.addresses['shape-net'], [{ addr, version: 4 }], 'before 2.75 no OS-EXT-IPS attributes');
   const bad = await api(tc.url, 'PUT', `${V}/servers/${id}`, { token: admin, body: { server: { accessIPv6: 'not-an-ip' } } });
   assert.equal(bad.status, 400);
   await tc.openstack(['server', 'delete', '--wait', id]);
@@ -176,6 +177,7 @@ test('a locked server refuses its owner (409) until unlocked; update and rebuild
   assert.equal(upd.status, 200);
   assert.equal(upd.body.server.name, 'lock-vm-2');
   for (const k of ['OS-EXT-STS:vm_state', 'key_name', 'config_drive', 'OS-EXT-AZ:availability_zone']) assert.ok(!(k in upd.body.server), k);
+  assert.deepEqual(upd.body.server.addresses, {});
   const upd75 = await api(tc.url, 'PUT', `${V}/servers/${id}`, { token: demo, headers: mv('2.75'), body: { server: { name: 'lock-vm-3' } } });
   assert.ok('OS-EXT-STS:vm_state' in upd75.body.server);
   const rb = await action({ rebuild: { imageRef: 'img-shape' } });

@@ -113,7 +113,12 @@ const UPDATE_VIEW_KEYS = new Set(['id', 'name', 'status', 'tenant_id', 'user_id'
 
 /** The server as the update and rebuild responses show it at the request's microversion. */
 export function updateView(req: FastifyRequest, v: Record<string, unknown>): Record<string, unknown> {
-  return atLeast(req, 75) ? v : Object.fromEntries(Object.entries(v).filter(([k]) => UPDATE_VIEW_KEYS.has(k)));
+  if (atLeast(req, 75)) return v;
+  const out = Object.fromEntries(Object.entries(v).filter(([k]) => UPDATE_VIEW_KEYS.has(k)));
+  // Addresses without the OS-EXT-IPS attributes, too.
+  out.addresses = Object.fromEntries(Object.entries((v.addresses ?? {}) as Record<string, { addr: string; version: number }[]>)
+    .map(([net, list]) => [net, list.map((a) => ({ addr: a.addr, version: a.version }))]));
+  return out;
 }
 
 const iso = (t: string) => new Date(t).toISOString().replace(/\.\d{3}Z$/, 'Z');
