@@ -13,7 +13,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { load, rootRoutes, secs, sh, sleep, startAio, type Aio } from './lib/aio.js';
+import { load, reportCleanup, secs, sh, sleep, startAio, type Aio } from './lib/aio.js';
 
 const AIM_MS = 120_000;
 const { values } = parseArgs({ options: { 'no-setup': { type: 'boolean', default: false } } });
@@ -35,7 +35,6 @@ function agentMilestones(aio: Aio, t0: number): string[] {
 }
 
 async function main(): Promise<number> {
-  const routesBefore = await rootRoutes();
   console.log(`first-server: machine load average ${load()} (other work shares the 2 cores)`);
   const steps: Step[] = [];
   let setupMs: number | undefined;
@@ -56,7 +55,7 @@ async function main(): Promise<number> {
 
   const t0 = Date.now();
   const aio = await startAio({ tag: 'first' });
-  steps.push({ what: 'stratus up --detach (fresh data dir, until the API is healthy)', startMs: 0, ms: aio.upMs });
+  steps.push({ what: 'stratus up --detach (fresh data dir; returns once the API is healthy and the local agent registered)', startMs: 0, ms: aio.upMs });
   let failed = false;
   try {
     const key = join(aio.dataDir, 'id_first');
@@ -106,10 +105,7 @@ async function main(): Promise<number> {
     console.error(`  agent: ${agentMilestones(aio, t0).join('; ')}`);
   } finally {
     const left = await aio.down();
-    const routesAfter = await rootRoutes();
-    if (routesAfter !== routesBefore) left.push(`root namespace routes changed:\n${routesBefore}---\n${routesAfter}`);
-    console.log(left.length ? `cleanup: ${left.join('; ')}` : 'cleanup: nothing left (processes, namespaces, data dir; root routes unchanged)');
-    if (left.length) failed = true;
+    if (!reportCleanup(left)) failed = true;
   }
   return failed ? 1 : 0;
 }

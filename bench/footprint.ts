@@ -14,7 +14,7 @@ import { basename } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parseGuestMarkers } from '../src/agent/guest-image/markers.js';
 import {
-  argvOf, cpuTicks, guestPids, load, memOf, mib, netnsWithPrefix, pidsInNetns, processTree, rootRoutes, secs, sleep, startAio, until,
+  argvOf, cpuTicks, guestPids, load, memOf, mib, netnsWithPrefix, pidsInNetns, processTree, reportCleanup, secs, sleep, startAio, until,
   type Aio,
 } from './lib/aio.js';
 
@@ -69,7 +69,6 @@ function print(title: string, s: { plane: Row[]; guests: Row[] }, windowMs: numb
 }
 
 async function main(): Promise<number> {
-  const routesBefore = await rootRoutes();
   console.log(`footprint: machine load average ${load()} (other work shares these cores: CPU figures are noisy)`);
   const aio = await startAio({ tag: 'footprint' });
   let failed = false;
@@ -95,7 +94,7 @@ async function main(): Promise<number> {
       const server = await aio.openstackJson<{ id: string; status: string }>(['server', 'create', '--image', 'stratus-test', '--flavor', 'm1.nano',
         '--network', 'fp-net', '--wait', 'fp-guest'], 'demo');
       if (server.status !== 'ACTIVE') throw new Error(`server ${server.id} is ${server.status}`);
-      await until('the guest to finish booting (console marker "ready")', () => parseGuestMarkers(aio.console(server.id)).ready, 600_000, 500);
+      await until('the guest to finish booting (console marker "ready")', () => parseGuestMarkers(aio.console(server.id)).ready, 600_000);
       console.log(`\none guest: network, subnet, router and server ACTIVE and booted in ${secs(Date.now() - tb)}; idling ${secs(IDLE_MS)}`);
       await sleep(Math.max(0, IDLE_MS - cpuWindow));
       print('idle, one idle test guest (m1.nano) on a tenant network with a router', await snapshot(aio, cpuWindow), cpuWindow);
@@ -105,10 +104,7 @@ async function main(): Promise<number> {
     console.error(`footprint failed: ${(e as Error).stack ?? e}`);
   } finally {
     const left = await aio.down();
-    const routesAfter = await rootRoutes();
-    if (routesAfter !== routesBefore) left.push(`root namespace routes changed:\n${routesBefore}---\n${routesAfter}`);
-    console.log(left.length ? `\ncleanup: ${left.join('; ')}` : '\ncleanup: stratus down --purge left nothing (processes, namespaces, data dir, state dir; root routes unchanged)');
-    if (left.length) failed = true;
+    if (!reportCleanup(left)) failed = true;
   }
   return failed ? 1 : 0;
 }

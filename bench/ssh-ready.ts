@@ -23,7 +23,7 @@ import { guestPaths, qemuArgs, type Accelerator } from '../src/agent/hypervisor/
 import type { InstanceSpec } from '../src/agent/hypervisor/driver.js';
 import { buildConfigDrive } from '../src/agent/hypervisor/qemu/configdrive.js';
 import { parseGuestMarkers } from '../src/agent/guest-image/markers.js';
-import { argvOf, guestPids, load, rootRoutes, secs, sh, startAio, until, type Aio } from './lib/aio.js';
+import { argvOf, guestPids, treeCpu, load, reportCleanup, secs, sh, startAio, until, type Aio } from './lib/aio.js';
 
 const AIM = 1.1;
 const { values } = parseArgs({ options: { rounds: { type: 'string', default: '2' } } });
@@ -41,7 +41,7 @@ async function probe(ns: string, host: string): Promise<{ ready: Promise<number>
   let out = '';
   c.stdout!.on('data', (d) => { out += String(d); });
   c.stderr!.on('data', (d) => { out += String(d); });
-  await until('the SSH probe to start', () => out.includes('PROBING') || c.exitCode !== null, 60_000, 20);
+  await until('the SSH probe to start', () => out.includes('PROBING') || c.exitCode !== null, 60_000);
   // Wrapped: an async function returning a bare promise would wait for it.
   return { ready: new Promise<number>((resolve, reject) => c.once('exit', (code) => {
     const m = /READY (\d+)/.exec(out);
@@ -49,7 +49,7 @@ async function probe(ns: string, host: string): Promise<{ ready: Promise<number>
   })) };
 }
 
-interface CloudRound { ms: number; requestMs: number; qemuMs: number; marks: Record<string, number>; spec: InstanceSpec; accel: Accelerator }
+interface CloudRound { ms: number; cpuS: number; requestMs: number; qemuMs: number; marks: Record<string, number>; spec: InstanceSpec; accel: Accelerator }
 
 /** When each console marker (init, net, metadata, ssh, ...) first appeared, in ms since t0 (polled every 50 ms). */
 function watchMarkers(file: () => string | undefined, t0: number): { stop(): Record<string, number> } {
@@ -73,6 +73,7 @@ async function viaCloud(aio: Aio, name: string, mode: 'cli' | 'api', fip: string
   const instances = join(aio.dataDir, 'agent', 'instances');
   const list = () => (existsSync(instances) ? readdirSync(instances) : []);
   const before = new Set(list());
+  const cpu = treeCpu(aio.controllerPid());
   const t0 = Date.now();
   let id: string | undefined;
   let qemuMs = 0;
@@ -89,6 +90,7 @@ async function viaCloud(aio: Aio, name: string, mode: 'cli' | 'api', fip: string
   }
   const requestMs = Date.now() - t0;
   const ms = (await ready) - t0;
+  const cpuS = cpu.stop();
   clearInterval(watch);
   const login = await aio.stratus(['ssh', '--data-dir', aio.dataDir, '-i', key, name, '--', 'true'], 120_000);
   if (login.code !== 0) throw new Error(`stratus ssh ${name} -- true failed: ${login.stderr}`);
@@ -98,7 +100,7 @@ async function viaCloud(aio: Aio, name: string, mode: 'cli' | 'api', fip: string
   const accel: Accelerator = pid && argvOf(pid).includes('kvm') ? 'KVM' : 'TCG';
   const del = await aio.openstack(['server', 'delete', '--wait', name], 'demo');
   if (del.code !== 0) throw new Error(`server delete: ${del.stderr}`);
-  return { ms, requestMs, qemuMs, marks: m, spec, accel };
+  return { ms, cpuS, requestMs, qemuMs, marks: m, spec, accel };
 }
 
 async function byHand(aio: Aio, ns: string, spec: InstanceSpec, accel: Accelerator, key: string): Promise<{ ms: number; marks: Record<string, number> }> {
@@ -144,7 +146,6 @@ async function handNetwork(ns: string, mac: string, dataDir: string): Promise<Ch
 }
 
 async function main(): Promise<number> {
-  const routesBefore = await rootRoutes();
   console.log(`ssh-ready: ${ROUNDS} rounds; machine load average ${load()} (TCG guests on shared cores: noisy)`);
   const aio = await startAio({ tag: 'ssh' });
   const handNs = `${aio.prefix.replace(/-$/, '')}x-hand`;
@@ -186,7 +187,7 @@ async function main(): Promise<number> {
       rows.push(row);
       console.log(`round ${round}${round === 1 ? ' (first boot: cold image cache)' : ''}; load ${row.load}`);
       for (const [what, c] of [['openstack server create', row.cli], ['POST /servers', row.api]] as const) {
-        console.log(`  ${what}: SSH banner at ${secs(c.ms)} (request returned ${secs(c.requestMs)}, QEMU running ${secs(c.qemuMs)}; console ${timeline(c.marks)}), ratio ${(c.ms / row.hand.ms).toFixed(2)}`);
+        console.log(`  ${what}: SSH banner at ${secs(c.ms)} (request returned ${secs(c.requestMs)}, QEMU running ${secs(c.qemuMs)}; console ${timeline(c.marks)}; control plane CPU ${c.cpuS.toFixed(1)} s), ratio ${(c.ms / row.hand.ms).toFixed(2)}`);
       }
       console.log(`  QEMU by hand: SSH banner at ${secs(row.hand.ms)} (console ${timeline(row.hand.marks)})`);
     }
@@ -207,10 +208,7 @@ async function main(): Promise<number> {
     const left = await aio.down();
     await sh('ip', ['netns', 'del', handNs]);
     if ((await sh('ip', ['netns', 'list'])).stdout.includes(handNs)) left.push(`namespace ${handNs} left`);
-    const routesAfter = await rootRoutes();
-    if (routesAfter !== routesBefore) left.push(`root namespace routes changed:\n${routesBefore}---\n${routesAfter}`);
-    console.log(left.length ? `cleanup: ${left.join('; ')}` : 'cleanup: nothing left (processes, namespaces, data dir; root routes unchanged)');
-    if (left.length) failed = true;
+    if (!reportCleanup(left)) failed = true;
   }
   return failed ? 1 : 0;
 }

@@ -45,8 +45,16 @@ if [[ ! -f $stamp || "$(cat "$stamp")" != "$want" ]]; then
   echo "$want" > "$stamp"
 fi
 
-log "building (tsc)"
-npx tsc -p tsconfig.json
+# tsc takes seconds even when nothing changed: skip it when no input is newer than the last
+# successful build (the stamp is written only when tsc succeeded).
+built=dist/.stratus-build-ok
+if [[ -f $built && -z $(find src test bench scripts tsconfig.json package.json package-lock.json -newer "$built" -print -quit) ]]; then
+  log "build up to date"
+else
+  log "building (tsc)"
+  npx tsc -p tsconfig.json
+  touch "$built"
+fi
 
 # The test guest image (plays CirrOS's role); the script caches by its inputs.
 if [[ -x scripts/build-guest-image.sh ]]; then

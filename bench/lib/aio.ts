@@ -8,6 +8,9 @@ import { createServer } from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readClientConfig } from '../../src/cli/clientconfig.js';
+import { guestPids, until } from '../../test/helpers/agent.js';
+
+export { guestPids, until };
 
 export const ROOT = process.cwd();
 export const BIN = join(ROOT, 'bin', 'stratus');
@@ -27,16 +30,6 @@ export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export const secs = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 export const mib = (kb: number) => kb / 1024;
 export const load = () => loadavg().map((l) => l.toFixed(2)).join(' ');
-
-export async function until<T>(what: string, fn: () => Promise<T | undefined | null | false> | T | undefined | null | false, timeoutMs: number, everyMs = 200): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${secs(timeoutMs)} waiting for ${what}`);
-    await sleep(everyMs);
-  }
-}
 
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -93,28 +86,28 @@ export function argvOf(pid: number): string[] {
   try { return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean); } catch { return []; }
 }
 
-/** CPU time (user + system) of a process in clock ticks (100/s on Linux). */
-export function cpuTicks(pid: number): number {
+/** CPU time (user + system) of a process in clock ticks (100/s on Linux); with `children`, plus its waited-for children's (the `ip`, `iptables` it ran). */
+export function cpuTicks(pid: number, children = false): number {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return Number(f[11]) + Number(f[12]);
+    return Number(f[11]) + Number(f[12]) + (children ? Number(f[13]) + Number(f[14]) : 0);
   } catch { return NaN; }
 }
 
-/** Pids of live QEMUs of guests under DATA_DIR/agent/instances (pid files checked against /proc). */
-export function guestPids(dataDir: string): number[] {
-  const dir = join(dataDir, 'agent', 'instances');
-  if (!existsSync(dir)) return [];
-  const pids: number[] = [];
-  for (const id of readdirSync(dir)) {
-    try {
-      const pid = Number(readFileSync(join(dir, id, 'qemu.pid'), 'utf8').trim());
-      const argv = argvOf(pid);
-      if (argv[argv.indexOf('-uuid') + 1] === id) pids.push(pid);
-    } catch { /* no pid file or process */ }
-  }
-  return pids;
+/** CPU seconds a process tree uses from now until `stop()` (processes that exit meanwhile unwaited are missed). */
+export function treeCpu(root: number): { stop(): number } {
+  const at = new Map(processTree(root).map((p) => [p, cpuTicks(p, true)]));
+  return {
+    stop() {
+      let ticks = 0;
+      for (const p of processTree(root)) {
+        const now = cpuTicks(p, true);
+        if (Number.isFinite(now)) ticks += now - (at.get(p) ?? 0);
+      }
+      return ticks / 100;
+    },
+  };
 }
 
 export async function netnsWithPrefix(prefix: string): Promise<string[]> {
@@ -156,13 +149,14 @@ export interface Aio {
   console(serverId: string): string;
   /** Spawns CMD inside the provider namespace (the place floating IPs are reached from). */
   spawnInProvider(argv: string[]): ChildProcess;
-  /** `stratus down --purge`, then checks; returns what was left over (empty: clean). */
+  /** `stratus down --purge`, then checks (processes, namespaces, dirs, root routes); returns what was left over (empty: clean). */
   down(): Promise<string[]>;
 }
 
 export async function startAio(o: { tag: string }): Promise<Aio> {
   if (process.getuid?.() !== 0) throw new Error('the headline benches run the cloud as users do: as root (namespaces, taps)');
   if (!existsSync(IMAGE)) throw new Error(`${IMAGE} missing: run scripts/build-guest-image.sh`);
+  const routesBefore = await rootRoutes();
   const dataDir = mkdtempSync(join(tmpdir(), `stratus-bench-${o.tag}-`));
   const port = await freePort();
   const short = Math.random().toString(36).slice(2, 6);
@@ -187,7 +181,7 @@ export async function startAio(o: { tag: string }): Promise<Aio> {
     },
     stratus,
     async untilAgentLog(what, timeoutMs) {
-      await until(`agent log: ${what}`, () => { try { return readFileSync(join(dataDir, 'agent.log'), 'utf8').includes(what); } catch { return false; } }, timeoutMs, 100);
+      await until(`agent log: ${what}`, () => { try { return readFileSync(join(dataDir, 'agent.log'), 'utf8').includes(what); } catch { return false; } }, timeoutMs);
     },
     async api(method, path, body, as = 'demo') {
       const token = tokens[as] ??= await issueToken(aio, as);
@@ -217,6 +211,8 @@ export async function startAio(o: { tag: string }): Promise<Aio> {
       if (existsSync(dataDir)) left.push(`data dir left: ${dataDir}`);
       const state = `/run/stratus/dataplane-${prefix.replace(/-$/, '')}`;
       if (existsSync(state)) left.push(`data-plane state dir left: ${state}`);
+      const routesAfter = await rootRoutes();
+      if (routesAfter !== routesBefore) left.push(`root namespace routes changed:\n${routesBefore}---\n${routesAfter}`);
       return left;
     },
   };
@@ -236,6 +232,12 @@ async function issueToken(aio: Aio, as: 'admin' | 'demo'): Promise<string> {
   } }) });
   if (r.status !== 201) throw new Error(`token for ${as}: HTTP ${r.status}`);
   return r.headers.get('x-subject-token')!;
+}
+
+/** Prints what a run left over; true when nothing. */
+export function reportCleanup(left: string[]): boolean {
+  console.log(left.length ? `cleanup: ${left.join('; ')}` : 'cleanup: nothing left (processes, namespaces, data dir, data-plane state dir; root routes unchanged)');
+  return left.length === 0;
 }
 
 /** `ip route` of the root namespace, to check that a run changed nothing there. */
