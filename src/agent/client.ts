@@ -56,6 +56,21 @@ export class ControllerClient {
     return await r.json() as { sha256: string; sizeBytes: number };
   }
 
+  /**
+   * A snapshot streamed into the image service (PUT .../snapshots/{image}). False when the
+   * controller does not take it (409: no image service waits for it): the caller keeps the file.
+   */
+  async putSnapshot(imageId: string, path: string): Promise<boolean> {
+    try {
+      await this.call('PUT', `/hosts/${encodeURIComponent(this.host)}/snapshots/${encodeURIComponent(imageId)}`,
+        { stream: createReadStream(path, { highWaterMark: 1024 * 1024 }), size: statSync(path).size });
+      return true;
+    } catch (e) {
+      if (e instanceof ControllerError && e.status === 409) return false;
+      throw e;
+    }
+  }
+
   /** Cold migration: the moved disk of an instance being spawned here, verified against `sha256`. */
   async getDisk(instanceId: string, dest: string, sha256: string): Promise<void> {
     const r = await this.call('GET', `/hosts/${encodeURIComponent(this.host)}/instances/${encodeURIComponent(instanceId)}/disk`);

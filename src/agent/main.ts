@@ -107,6 +107,7 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
       dir: dirs.transfers,
       upload: (id, migrationId, path) => client.putDisk(id, migrationId, path),
       download: (id, disk, dest) => client.getDisk(id, dest, disk.sha256),
+      uploadSnapshot: (imageId, path) => client.putSnapshot(imageId, path),
     },
     migrationListen: o.migrationListen,
   });

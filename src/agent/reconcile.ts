@@ -35,6 +35,8 @@ export interface ReconcilerOptions {
     dir: string;
     upload(instanceId: string, migrationId: string, path: string): Promise<{ sha256: string; sizeBytes: number }>;
     download(instanceId: string, disk: { migrationId: string; sha256: string; sizeBytes: number }, dest: string): Promise<void>;
+    /** Streams a snapshot into the image service; false when the controller takes no upload for it (keep the file). */
+    uploadSnapshot?(imageId: string, path: string): Promise<boolean>;
   };
   /** Called after each converge that reached its power state (the data plane plugs new taps). */
   afterConverge?: (id: string) => void;
@@ -251,6 +253,15 @@ export class Reconciler {
       log.info({ image: task.imageId }, 'taking snapshot');
       const dest = join(this.o.snapshotDir, `${task.imageId}.qcow2`);
       const r = await this.o.driver.snapshot(d.id, dest);
+      // Streamed into the image service through the controller when it waits for this image;
+      // otherwise the file stays here and its path is the result (a controller on this host reads it).
+      const up = await this.o.transfers?.uploadSnapshot?.(task.imageId, dest);
+      if (up) {
+        rmSync(dest, { force: true });
+        log.info({ image: task.imageId, bytes: r.sizeBytes }, 'snapshot uploaded');
+        const { path: _p, ...rest } = r;
+        return { taskId: task.id, ok: true, result: { ...rest, uploaded: true, imageId: task.imageId, name: task.name, ms: Date.now() - started } };
+      }
       return { taskId: task.id, ok: true, result: { ...r, imageId: task.imageId, name: task.name, ms: Date.now() - started } };
     } catch (e) {
       log.error({ err: (e as Error).message, task: task.type }, 'task failed');

@@ -95,7 +95,13 @@ export function createCompute(ctx: ServiceContext, deps: ComputeDeps): ComputeMo
     consoleProxy,
     async routes(app) {
       useErrorStyle(app, novaError);
-      agentRoutes(app, { service, images: { describe: (id) => mod.images.describe(id), open: (id) => mod.images.open(id) }, token: agentToken });
+      agentRoutes(app, {
+        service, images: { describe: (id) => mod.images.describe(id), open: (id) => mod.images.open(id) }, token: agentToken,
+        snapshots: {
+          accepts: async (id) => !!imageApi?.uploadImageData && (await imageApi.getImage(id, 'system').catch(() => undefined))?.status === 'queued',
+          upload: (id, data) => imageApi!.uploadImageData!(id, 'system', data),
+        },
+      });
       await nova.routes(app);
       // The console proxy: noVNC pages under /compute/console/, its WebSocket on the same listener.
       consoleProxy.routes(app, nova.consoles.cfg.novncDir);

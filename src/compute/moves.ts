@@ -122,7 +122,7 @@ export class InstanceMoves {
   private async edit(id: string, fn: (i: InstanceRecord) => string[]): Promise<InstanceRecord> {
     let hosts: string[] = [];
     const rec = await this.store.db.transaction().execute(async (tx) => {
-      const i = await this.store.getInstance(id, tx);
+      const i = await this.store.getInstanceForUpdate(id, tx);
       if (!i) throw notFound(`Instance ${id} could not be found.`);
       if (i.deleted) throw conflict(`Instance ${id} is being deleted`);
       hosts = fn(i);

@@ -325,7 +325,7 @@ export class ComputeService {
       const wake: string[] = [];
       const rec = await this.store.db.transaction().execute(async (tx) => {
         await this.moves.lock(tx, o.id);
-        const i = await this.store.getInstance(o.id, tx);
+        const i = await this.store.getInstanceForUpdate(o.id, tx);
         const move = await this.moves.observe(tx, host, o, i);
         if (move) {
           wake.push(...move.bump);
@@ -415,7 +415,7 @@ export class ComputeService {
   private async mutate(id: string, fn: (i: InstanceRecord) => void,
     opts: { allowDeleted?: boolean; allowTask?: boolean } = {}): Promise<InstanceRecord> {
     const rec = await this.store.db.transaction().execute(async (tx) => {
-      const i = await this.store.getInstance(id, tx);
+      const i = await this.store.getInstanceForUpdate(id, tx);
       if (!i) throw notFound(`Instance ${id} could not be found.`);
       if (i.deleted && !opts.allowDeleted) throw conflict(`Instance ${id} is being deleted`);
       if (i.task && !opts.allowTask) {

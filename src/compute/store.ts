@@ -146,6 +146,16 @@ export class ComputeStore {
     return (await q.execute()).map(rowToInstance);
   }
 
+  /**
+   * The instance, its row locked until the transaction ends (a no-op update: PostgreSQL holds the
+   * row; SQLite serialises writers anyway). Read-modify-write of an instance must use it: during a
+   * move two hosts' agents report on the same row at once, and one would undo the other's change.
+   */
+  async getInstanceForUpdate(id: string, tx: Db): Promise<InstanceRecord | undefined> {
+    await tx.updateTable('compute_instances').set((eb) => ({ updated_at: eb.ref('updated_at') })).where('id', '=', id).execute();
+    return this.getInstance(id, tx);
+  }
+
   /** What a host's agent must see: instances on the host and copies of moving ones left there. */
   async listForHost(host: string, tx: Db = this.db): Promise<InstanceRecord[]> {
     const rows = await tx.selectFrom('compute_instances').selectAll()

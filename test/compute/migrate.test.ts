@@ -100,6 +100,13 @@ test('migrate --wait moves a server to the other host; resize to the other host 
   const statuses = (await tc.openstackJson(['server', 'migration', 'list', '--server', id])).map((m: any) => m.Status);
   assert.deepEqual(statuses, ['reverted', 'confirmed', 'confirmed'], 'newest first');
 
+  // A snapshot from an agent with its own data dir is streamed through the agent API into the
+  // image service (PUT .../snapshots/{image}), not left for the controller to read from disk.
+  const img = await tc.openstackJson(['server', 'image', 'create', '--wait', '--name', 'moved-snap', id]);
+  assert.equal((await tc.openstackJson(['image', 'show', img.id])).status, 'active');
+  assert.match(a.log(), /snapshot uploaded/);
+  assert.deepEqual(readdirSync(join(a.dataDir, 'agent', 'snapshots')), []);
+
   // No other usable host: a clear error, the server untouched.
   assert.equal((await tc.openstack(['compute', 'service', 'set', '--disable', b.host, 'nova-compute'])).code, 0);
   const none = await tc.openstack(['server', 'migrate', id]);

@@ -240,3 +240,20 @@ async function until<T>(fn: () => Promise<T | undefined>, timeoutMs = 20_000): P
     await new Promise((r) => setTimeout(r, 150));
   }
 }
+
+test('agent API for moved disks and snapshots: token, unexpected uploads, nothing staged', async () => {
+  const base = `${tc.url}/compute/agent/v1/hosts/fake-m1`;
+  const token = tc.cloud.compute.agentToken();
+  const put = (path: string, auth = token) => fetch(`${base}${path}`, {
+    method: 'PUT', body: Buffer.from('not a disk'),
+    headers: { 'Content-Type': 'application/octet-stream', ...(auth ? { Authorization: `Bearer ${auth}` } : {}) },
+  });
+  const mid = '11111111-2222-3333-4444-555555555555';
+  assert.equal((await put(`/instances/x/disk?migration=${mid}`, '')).status, 401);
+  assert.equal((await put(`/instances/x/disk?migration=${mid}`)).status, 409, 'no export expected');
+  assert.equal((await put('/instances/x/disk?migration=nope')).status, 400);
+  assert.equal((await put(`/snapshots/${mid}`)).status, 409, 'no snapshot expected');
+  const get = await fetch(`${base}/instances/x/disk`, { headers: { Authorization: `Bearer ${token}` } });
+  assert.equal(get.status, 404);
+  assert.equal(tc.cloud.compute.service.transfers.has(mid), false);
+});

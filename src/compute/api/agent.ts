@@ -66,7 +66,13 @@ const Observed = Type.Object({
 
 const Report = Type.Object({ instances: Type.Array(Observed, { maxItems: 10_000 }) }, { additionalProperties: false });
 
-export function agentRoutes(app: App, opts: { service: ComputeService; images: ImageSource; token: () => string }): void {
+export interface SnapshotSink {
+  /** True when the image exists and waits for its data (queued). */
+  accepts(imageId: string): Promise<boolean>;
+  upload(imageId: string, data: Readable): Promise<unknown>;
+}
+
+export function agentRoutes(app: App, opts: { service: ComputeService; images: ImageSource; token: () => string; snapshots?: SnapshotSink }): void {
   const expected = () => Buffer.from(opts.token());
   const requireAgent = async (req: FastifyRequest): Promise<void> => {
     const h = req.headers.authorization;
@@ -155,6 +161,23 @@ export function agentRoutes(app: App, opts: { service: ComputeService; images: I
       reply.header('Content-Length', String(staged.sizeBytes));
       reply.header('X-Disk-Sha256', staged.sha256);
       return reply.send(staged.stream);
+    });
+
+    // Snapshots from agents that do not share the controller's file system: the stream goes
+    // straight into the image service, for an image a snapshot task of this host waits for.
+    scope.put('/hosts/:host/snapshots/:image', {
+      schema: { params: Type.Object({ host: HostName, image: Type.String({ pattern: '^[0-9a-f-]{36}$' }) }) },
+    }, async (req, reply) => {
+      const waiting = (await opts.service.listInstances({ host: req.params.host }))
+        .some((i) => i.task?.type === 'snapshot' && i.task.imageId === req.params.image);
+      const body = req.body as Readable | undefined;
+      if (!(body && typeof body.pipe === 'function')) throw badRequest('send the image as application/octet-stream');
+      if (!waiting || !opts.snapshots || !(await opts.snapshots.accepts(req.params.image))) {
+        for await (const _ of body) { /* read to the end, so the agent gets the answer: it keeps its file */ }
+        throw conflict(`no snapshot upload is expected for image ${req.params.image}`);
+      }
+      await opts.snapshots.upload(req.params.image, body);
+      reply.code(204);
     });
 
     scope.get('/images/:id', {

@@ -100,5 +100,5 @@ export interface ImageLookup {
   getImage(id: string, as: AuthContext | 'system'): Promise<ImageInfo>;
   /** Snapshots: a queued image, then its data (absent when no image service is wired in). */
   createImage?(as: AuthContext | 'system', meta: Record<string, unknown>): Promise<{ id: string }>;
-  uploadImageData?(id: string, as: AuthContext | 'system', data: { path: string }): Promise<unknown>;
+  uploadImageData?(id: string, as: AuthContext | 'system', data: { path: string } | import('node:stream').Readable): Promise<unknown>;
 }

@@ -94,11 +94,13 @@ export async function taskStep(d: ReconcilerDeps & { images?: () => ImageLookup 
   }
 
   if (t.type === 'snapshot') {
-    const r = inst?.lastTaskResult as { taskId?: string; ok?: boolean; error?: string; result?: { path?: string } } | null | undefined;
+    const r = inst?.lastTaskResult as { taskId?: string; ok?: boolean; error?: string; result?: { path?: string; uploaded?: boolean } } | null | undefined;
     if (!inst || !r || r.taskId !== t.agentTaskId) {
       if (!inst) return finish('Error', 'the server has no guest on its host');
       return;
     }
+    // The agent streamed it into the image service itself (PUT .../snapshots/{image}).
+    if (r.ok && r.result?.uploaded) return finish('Success');
     const images = d.images?.();
     if (!r.ok || !r.result?.path || !images?.uploadImageData) {
       return finish('Error', `snapshot failed: ${r.error ?? 'no image service to upload to'}`);
