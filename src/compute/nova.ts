@@ -15,6 +15,7 @@ import { registerHostRoutes } from './api/hosts.js';
 import { registerKeypairRoutes } from './api/keypairs.js';
 import { microversionHook } from './api/microversion.js';
 import { registerQuotaRoutes } from './api/quotas.js';
+import { registerNetworkProxyRoutes } from './api/network-proxies.js';
 import { registerServerGroupRoutes } from './api/server-groups.js';
 import { registerVersionRoutes } from './api/versions.js';
 import { FlavorService } from './flavors.js';
@@ -137,6 +138,7 @@ export function createNovaApi(ctx: ServiceContext, deps: NovaDeps): NovaApi {
         registerFlavorRoutes(v21, routeDeps, flavors);
         registerKeypairRoutes(v21, routeDeps, keypairs);
         registerQuotaRoutes(v21, routeDeps, quotas, deps.identity, network);
+        registerNetworkProxyRoutes(v21, routeDeps, network);
         registerAggregateRoutes(v21, routeDeps, aggregates, hosts);
         registerServerGroupRoutes(v21, routeDeps, serverGroups);
         registerHostRoutes(v21, routeDeps, hosts, aggregates);

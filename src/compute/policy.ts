@@ -96,6 +96,11 @@ export const COMPUTE_POLICY: Record<string, string> = {
   'os_compute_api:os-attach-interfaces:create': MEMBER,
   'os_compute_api:os-attach-interfaces:delete': MEMBER,
   'os_compute_api:os-security-groups:get': MEMBER,
+  // Nova's deprecated network proxies (before 2.36): the project's networks, or all for admins
+  'os_compute_api:os-tenant-networks:list': READER,
+  'os_compute_api:os-tenant-networks:show': READER,
+  'os_compute_api:os-networks:list': ADMIN,
+  'os_compute_api:os-networks:view': ADMIN,
   'os_compute_api:os-security-groups:remove': MEMBER,
   'os_compute_api:os-remote-consoles': MEMBER,
   'os_compute_api:os-console-auth-tokens': ADMIN,

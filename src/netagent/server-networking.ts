@@ -159,6 +159,13 @@ export function serverNetworking(network: NetworkModule): ServerNetworking {
         .map((g) => ({ id: g.id, name: String(g.name), description: String(g.description ?? ''), tenant_id: g.project_id, rules: [] }));
     },
 
+    async networks(projectId) {
+      const nets = projectId === undefined ? await store.find('network') : await svc.list('network', projectCaller(projectId));
+      const subnets = nets.length ? await store.find('subnet', { network_id: nets.map((n) => n.id) }) : [];
+      return nets.map((n) => ({ id: n.id, label: String(n.name ?? ''),
+        cidr: (subnets.find((x) => x.network_id === n.id)?.cidr as string | undefined) ?? null }));
+    },
+
     async usage(projectId, resources) {
       const out: Record<string, number> = {};
       for (const r of resources) out[r] = await svc.core.usage(projectId, r);

@@ -201,3 +201,22 @@ test('os-quota-class-sets/default updates the registered (default) limits, one t
   assert.equal((await api(tc.url, 'PUT', `${V}/os-quota-class-sets/default`, { token: demo, body: { quota_class_set: { instances: 99 } } })).status, 403);
   await api(tc.url, 'PUT', `${V}/os-quota-class-sets/default`, { token: admin, body: { quota_class_set: { instances: 10, cores: 20 } } });
 });
+
+test('os-tenant-networks and os-networks (before 2.36): networks the project may use, all for admins; 404 from 2.36', async () => {
+  const net = await tc.openstackJson(['network', 'create', 'proxy-net']);
+  await tc.openstack(['subnet', 'create', '--network', 'proxy-net', '--subnet-range', '10.56.0.0/24', 'proxy-sub']);
+  const demo = (await issue(tc, 'demo', tc.demoPassword)).token;
+  const mine = await api(tc.url, 'GET', `${V}/os-tenant-networks`, { token: admin });
+  assert.deepEqual(mine.body.networks.find((n: any) => n.id === net.id), { id: net.id, label: 'proxy-net', cidr: '10.56.0.0/24' });
+  const one = await api(tc.url, 'GET', `${V}/os-tenant-networks/${net.id}`, { token: admin });
+  assert.equal(one.body.network.label, 'proxy-net');
+  // demo does not see admin's private network, and may not use the admin-only proxy
+  const theirs = await api(tc.url, 'GET', `${V}/os-tenant-networks`, { token: demo });
+  assert.ok(!theirs.body.networks.some((n: any) => n.id === net.id));
+  assert.equal((await api(tc.url, 'GET', `${V}/os-tenant-networks/${net.id}`, { token: demo })).status, 404);
+  assert.equal((await api(tc.url, 'GET', `${V}/os-networks`, { token: demo })).status, 403);
+  const all = await api(tc.url, 'GET', `${V}/os-networks/${net.id}`, { token: admin });
+  assert.equal(all.body.network.cidr, '10.56.0.0/24');
+  assert.equal((await api(tc.url, 'GET', `${V}/os-tenant-networks`, { token: admin, headers: mv('2.36') })).status, 404);
+  await tc.openstack(['network', 'delete', 'proxy-net']);
+});

@@ -34,6 +34,8 @@ export interface ServerNetworking {
   detach(serverId: string, portId: string): Promise<void>;
   /** os-interface views of the server's ports. */
   interfaces(serverId: string): Promise<InterfaceAttachment[]>;
+  /** Networks as Nova's deprecated proxies (before 2.36) show them: the project's usable ones, or all (undefined). */
+  networks(projectId: string | undefined): Promise<{ id: string; label: string; cidr: string | null }[]>;
   /** The project's use of network resources (network service names: floatingip, security_group, ...). */
   usage(projectId: string, resources: string[]): Promise<Record<string, number>>;
   /** Nova's `addresses`: network name → [{addr, version, OS-EXT-IPS:type, OS-EXT-IPS-MAC:mac_addr}]. */
