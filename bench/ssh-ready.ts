@@ -23,7 +23,7 @@ import { guestPaths, qemuArgs, type Accelerator } from '../src/agent/hypervisor/
 import type { InstanceSpec } from '../src/agent/hypervisor/driver.js';
 import { buildConfigDrive } from '../src/agent/hypervisor/qemu/configdrive.js';
 import { parseGuestMarkers } from '../src/agent/guest-image/markers.js';
-import { argvOf, guestPids, treeCpu, load, reportCleanup, secs, sh, startAio, until, type Aio } from './lib/aio.js';
+import { argvOf, cpuTicks, guestPids, treeCpu, load, reportCleanup, secs, sh, startAio, until, type Aio } from './lib/aio.js';
 
 const AIM = 1.1;
 const { values } = parseArgs({ options: { rounds: { type: 'string', default: '2' } } });
@@ -31,6 +31,10 @@ const ROUNDS = Number(values.rounds);
 const PROBE = join(process.cwd(), 'dist', 'bench', 'lib', 'ssh-probe.js');
 const HAND_IP = '10.78.0.10';
 const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2; };
+
+// BENCH_VERBOSE=1: the login also prints the guest's boot log (markers and udhcpc with the guest's uptime).
+const LOGIN_CMD = process.env.BENCH_VERBOSE ? 'cat /var/log/boot.log' : 'true';
+const verbose = (what: string, text: string) => { if (process.env.BENCH_VERBOSE) console.log(`--- ${what}:\n${text.trim()}\n---`); };
 
 const started: ChildProcess[] = [];
 function track(c: ChildProcess): ChildProcess { started.push(c); return c; }
@@ -49,7 +53,7 @@ async function probe(ns: string, host: string): Promise<{ ready: Promise<number>
   })) };
 }
 
-interface CloudRound { ms: number; cpuS: number; requestMs: number; qemuMs: number; marks: Record<string, number>; spec: InstanceSpec; accel: Accelerator }
+interface CloudRound { ms: number; cpuS: number; qemuCpuS: number; requestMs: number; qemuMs: number; marks: Record<string, number>; spec: InstanceSpec; accel: Accelerator }
 
 /** When each console marker (init, net, metadata, ssh, ...) first appeared, in ms since t0 (polled every 50 ms). */
 function watchMarkers(file: () => string | undefined, t0: number): { stop(): Record<string, number> } {
@@ -91,19 +95,21 @@ async function viaCloud(aio: Aio, name: string, mode: 'cli' | 'api', fip: string
   const requestMs = Date.now() - t0;
   const ms = (await ready) - t0;
   const cpuS = cpu.stop();
+  const qemuCpuS = cpuTicks(guestPids(aio.dataDir)[0] ?? 0) / 100;
   clearInterval(watch);
-  const login = await aio.stratus(['ssh', '--data-dir', aio.dataDir, '-i', key, name, '--', 'true'], 120_000);
+  const login = await aio.stratus(['ssh', '--data-dir', aio.dataDir, '-i', key, name, '--', LOGIN_CMD], 120_000);
   if (login.code !== 0) throw new Error(`stratus ssh ${name} -- true failed: ${login.stderr}`);
+  verbose(`${mode} guest's boot log`, login.stdout);
   const m = marks.stop();
   const spec = JSON.parse(readFileSync(join(instances, id!, 'spec.json'), 'utf8')) as InstanceSpec;
   const pid = guestPids(aio.dataDir)[0];
   const accel: Accelerator = pid && argvOf(pid).includes('kvm') ? 'KVM' : 'TCG';
   const del = await aio.openstack(['server', 'delete', '--wait', name], 'demo');
   if (del.code !== 0) throw new Error(`server delete: ${del.stderr}`);
-  return { ms, cpuS, requestMs, qemuMs, marks: m, spec, accel };
+  return { ms, cpuS, qemuCpuS, requestMs, qemuMs, marks: m, spec, accel };
 }
 
-async function byHand(aio: Aio, ns: string, spec: InstanceSpec, accel: Accelerator, key: string): Promise<{ ms: number; marks: Record<string, number> }> {
+async function byHand(aio: Aio, ns: string, spec: InstanceSpec, accel: Accelerator, key: string): Promise<{ ms: number; qemuCpuS: number; marks: Record<string, number> }> {
   const dir = join(aio.dataDir, 'by-hand');
   rmSync(dir, { recursive: true, force: true });
   const p = guestPaths(dir, spec.id);
@@ -124,12 +130,14 @@ async function byHand(aio: Aio, ns: string, spec: InstanceSpec, accel: Accelerat
   const q = track(spawn('ip', ['netns', 'exec', ns, 'qemu-system-x86_64', ...args], { stdio: 'ignore' }));
   const at = await ready;
   const ms = at - t0;
+  const qemuCpuS = cpuTicks(q.pid ?? 0) / 100;
   const login = await sh('ip', ['netns', 'exec', ns, 'ssh', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'LogLevel=ERROR',
-    '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=10', '-i', key, `stratus@${HAND_IP}`, 'true'], { timeoutMs: 120_000 });
+    '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=10', '-i', key, `stratus@${HAND_IP}`, LOGIN_CMD], { timeoutMs: 120_000 });
   if (login.code !== 0) throw new Error(`ssh to the hand-started guest failed: ${login.stderr}`);
+  verbose('hand-started guest\'s boot log', login.stdout);
   q.kill('SIGKILL');
   await new Promise((r) => (q.exitCode !== null || q.signalCode !== null ? r(undefined) : q.once('exit', r)));
-  return { ms, marks: marks.stop() };
+  return { ms, qemuCpuS, marks: marks.stop() };
 }
 
 /** The by-hand network: a namespace with a tap, its address and dnsmasq (a reservation for the guest's MAC). */
@@ -172,7 +180,7 @@ async function main(): Promise<number> {
       flavor: (await aio.openstackJson<{ id: string }>(['flavor', 'show', 'm1.nano'], 'demo')).id,
       port: port.id,
     };
-    interface Row { cli: CloudRound; api: CloudRound; hand: { ms: number; marks: Record<string, number> }; load: string }
+    interface Row { cli: CloudRound; api: CloudRound; hand: { ms: number; qemuCpuS: number; marks: Record<string, number> }; load: string }
     const rows: Row[] = [];
     let last: CloudRound | undefined;
     for (let round = 1; round <= ROUNDS; round++) {
@@ -187,9 +195,9 @@ async function main(): Promise<number> {
       rows.push(row);
       console.log(`round ${round}${round === 1 ? ' (first boot: cold image cache)' : ''}; load ${row.load}`);
       for (const [what, c] of [['openstack server create', row.cli], ['POST /servers', row.api]] as const) {
-        console.log(`  ${what}: SSH banner at ${secs(c.ms)} (request returned ${secs(c.requestMs)}, QEMU running ${secs(c.qemuMs)}; console ${timeline(c.marks)}; control plane CPU ${c.cpuS.toFixed(1)} s), ratio ${(c.ms / row.hand.ms).toFixed(2)}`);
+        console.log(`  ${what}: SSH banner at ${secs(c.ms)} (request returned ${secs(c.requestMs)}, QEMU running ${secs(c.qemuMs)}; console ${timeline(c.marks)}; control plane CPU ${c.cpuS.toFixed(1)} s, guest QEMU CPU ${c.qemuCpuS.toFixed(1)} s), ratio ${(c.ms / row.hand.ms).toFixed(2)}`);
       }
-      console.log(`  QEMU by hand: SSH banner at ${secs(row.hand.ms)} (console ${timeline(row.hand.marks)})`);
+      console.log(`  QEMU by hand: SSH banner at ${secs(row.hand.ms)} (console ${timeline(row.hand.marks)}; QEMU CPU ${row.hand.qemuCpuS.toFixed(1)} s)`);
     }
     const warm = rows.length > 1 ? rows.slice(1) : rows;
     const h = median(warm.map((r) => r.hand.ms));

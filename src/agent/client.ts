@@ -10,7 +10,12 @@ import type {
 export class ControllerClient {
   private readonly base: string;
 
-  constructor(controllerUrl: string, private readonly token: string, readonly host: string) {
+  /**
+   * `callTimeoutMs` bounds each small call (and a long poll beyond its wait): a controller that
+   * vanished without closing the connection must not stall the agent for Node's 5 minutes.
+   * Streams (images, disks, snapshots) have no overall bound: they take as long as their bytes.
+   */
+  constructor(controllerUrl: string, private readonly token: string, readonly host: string, private readonly callTimeoutMs = 30_000) {
     this.base = `${controllerUrl.replace(/\/+$/, '')}/compute/agent/v1`;
   }
 
@@ -25,7 +30,8 @@ export class ControllerClient {
 
   /** Long poll: returns when the host's revision differs from `since`, or after `waitSec`. */
   async watch(since: number, waitSec: number, signal?: AbortSignal): Promise<DesiredState> {
-    const r = await this.call('GET', `/hosts/${encodeURIComponent(this.host)}/desired?since=${since}&wait=${waitSec}`, undefined, signal);
+    const r = await this.call('GET', `/hosts/${encodeURIComponent(this.host)}/desired?since=${since}&wait=${waitSec}`, undefined, signal,
+      waitSec * 1000 + this.callTimeoutMs);
     return await r.json() as DesiredState;
   }
 
@@ -40,7 +46,7 @@ export class ControllerClient {
 
   /** Image bytes with the controller's checksum and format. */
   async image(id: string, method: 'GET' | 'HEAD' = 'GET'): Promise<{ sha256: string; format: 'qcow2' | 'raw'; size: number; body?: Readable }> {
-    const r = await this.call(method, `/images/${encodeURIComponent(id)}`);
+    const r = await this.call(method, `/images/${encodeURIComponent(id)}`, undefined, undefined, method === 'HEAD' ? this.callTimeoutMs : 0);
     const sha256 = r.headers.get('x-image-sha256') ?? '';
     const format = r.headers.get('x-image-disk-format') === 'raw' ? 'raw' : 'qcow2';
     const size = Number(r.headers.get('content-length') ?? 0);
@@ -52,7 +58,7 @@ export class ControllerClient {
   async putDisk(instanceId: string, migrationId: string, path: string): Promise<{ sha256: string; sizeBytes: number }> {
     const size = statSync(path).size;
     const r = await this.call('PUT', `/hosts/${encodeURIComponent(this.host)}/instances/${encodeURIComponent(instanceId)}/disk?migration=${encodeURIComponent(migrationId)}`,
-      { stream: createReadStream(path, { highWaterMark: 1024 * 1024 }), size });
+      { stream: createReadStream(path, { highWaterMark: 1024 * 1024 }), size }, undefined, 0);
     return await r.json() as { sha256: string; sizeBytes: number };
   }
 
@@ -63,7 +69,7 @@ export class ControllerClient {
   async putSnapshot(imageId: string, path: string): Promise<boolean> {
     try {
       await this.call('PUT', `/hosts/${encodeURIComponent(this.host)}/snapshots/${encodeURIComponent(imageId)}`,
-        { stream: createReadStream(path, { highWaterMark: 1024 * 1024 }), size: statSync(path).size });
+        { stream: createReadStream(path, { highWaterMark: 1024 * 1024 }), size: statSync(path).size }, undefined, 0);
       return true;
     } catch (e) {
       if (e instanceof ControllerError && e.status === 409) return false;
@@ -73,12 +79,14 @@ export class ControllerClient {
 
   /** Cold migration: the moved disk of an instance being spawned here, verified against `sha256`. */
   async getDisk(instanceId: string, dest: string, sha256: string): Promise<void> {
-    const r = await this.call('GET', `/hosts/${encodeURIComponent(this.host)}/instances/${encodeURIComponent(instanceId)}/disk`);
+    const r = await this.call('GET', `/hosts/${encodeURIComponent(this.host)}/instances/${encodeURIComponent(instanceId)}/disk`, undefined, undefined, 0);
     if (!r.body) throw new Error('the controller sent no disk');
     await writeStreamAtomic(NodeReadable.fromWeb(r.body as import('node:stream/web').ReadableStream), dest, { expectSha256: sha256 });
   }
 
-  private async call(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<Response> {
+  /** `timeoutMs` 0: no bound (streams); default: `callTimeoutMs`. */
+  private async call(method: string, path: string, body?: unknown, signal?: AbortSignal, timeoutMs = this.callTimeoutMs): Promise<Response> {
+    if (timeoutMs > 0) signal = signal ? AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]) : AbortSignal.timeout(timeoutMs);
     const headers: Record<string, string> = { Authorization: `Bearer ${this.token}` };
     let payload: string | ReadableStream | undefined;
     if (isUpload(body)) {

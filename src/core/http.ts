@@ -112,9 +112,12 @@ declare module 'fastify' {
   }
 }
 
-/** Credentials carried in URLs (console tokens in `token=`, also URL-encoded inside `path=`) stay out of logs. */
+/**
+ * Credentials carried in URLs stay out of logs: console tokens in `token=` (also URL-encoded
+ * inside `path=`) and in the path of the admin's `os-console-auth-tokens/{token}` lookup.
+ */
 export function redactTokens(url: string): string {
-  return url.replace(/(token(?:=|%3D))[^&%#]+/gi, '$1***');
+  return url.replace(/(token(?:=|%3D))[^&%#]+/gi, '$1***').replace(/(os-console-auth-tokens\/)[^/?#]+/g, '$1***');
 }
 
 function serviceOf(url: string): string {

@@ -210,6 +210,12 @@ export async function moveStep(d: ReconcilerDeps & { moves?: ServerMoves }, s: S
   if (t.step === 'exporting') {
     const r = inst?.lastTaskResult as { taskId?: string; ok?: boolean; error?: string; result?: { sha256?: string; sizeBytes?: number } } | null | undefined;
     if (!inst) return rollback('the server has no guest on its host');
+    if (inst.host === t.dest && inst.peer?.migrationId === t.migrationId) {
+      // Moved already (a restart between beginMove and recording it): carry on.
+      t.step = 'spawning';
+      s.host = t.dest;
+      return save();
+    }
     if (!r || r.taskId !== t.agentTaskId) return timedOut ? rollback('the disk was not exported in time') : undefined;
     if (!r.ok || !r.result?.sha256) return rollback(`moving the disk off ${t.source} failed: ${r.error ?? 'no checksum'}`);
     let nics;
