@@ -25,10 +25,16 @@ export function agentId(host: string, kind: AgentKind): string {
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-5${h.slice(13, 16)}-${((parseInt(h[16]!, 16) & 3) | 8).toString(16)}${h.slice(17, 20)}-${h.slice(20, 32)}`;
 }
 
-/** Hosts whose `kind` agent an admin has not set down, in placement order. */
-export async function schedulableHosts(c: Core, kind: 'dhcp' | 'l3'): Promise<string[]> {
+/**
+ * Hosts that may take new DHCP ports or routers, in placement order: alive (a heartbeat within
+ * AGENT_DOWN_AFTER_SEC: a host gone for good must not collect new networks that would never
+ * work) and with their `kind` agent not set down by an admin.
+ */
+export async function schedulableHosts(c: Core, kind: 'dhcp' | 'l3', now = Date.now()): Promise<string[]> {
   const settings = await c.store.agentSettings();
-  return (await c.store.agents()).map((a) => a.host_id)
+  return (await c.store.agents())
+    .filter((a) => now - Date.parse(a.heartbeat_at) < AGENT_DOWN_AFTER_SEC * 1000)
+    .map((a) => a.host_id)
     .filter((h) => settings.get(agentId(h, kind))?.admin_state_up !== false);
 }
 

@@ -15,8 +15,9 @@ const L3_OWNERS = ['network:router_interface', 'network:router_gateway'];
 
 /**
  * Places what has no host yet on one: routers (with their ports) and DHCP ports go to the
- * first registered agent (by host id) whose L3 / DHCP agent is admin-up, or to `hostId` when no
- * agent registered. Stable once set.
+ * first alive registered agent (by host id) whose L3 / DHCP agent is admin-up, or to `hostId`
+ * when no agent registered. Stable once set (a dead host's routers stay there, as Neutron's
+ * without automatic L3 failover).
  */
 export async function scheduleUnhosted(c: Core, hostId: string): Promise<void> {
   const registered = (await c.store.agents()).length > 0;
