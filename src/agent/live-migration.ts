@@ -14,6 +14,11 @@ export interface MigrationStepsOptions {
   /** Progress of an outgoing migration, reported while the step runs (throttled). */
   progress(id: string, m: ObservedMigration): void;
   log: Logger;
+  /**
+   * Resolves once the data plane plugged these ports' taps into their networks (with their
+   * security groups): the destination reports `prepared` only then. Absent: no data plane here.
+   */
+  portsPlugged?(portIds: string[]): Promise<void>;
   /** Longest a migration may take before it is cancelled (default 10 min). */
   timeoutMs?: number;
 }
@@ -49,6 +54,12 @@ export class MigrationSteps {
         const image = await this.o.ensureImage(d.imageId);
         const drive = d.nics.length && !d.forceConfigDrive ? undefined : d.configDrive;
         const target = await driver.prepareIncoming(spec, image, drive, this.o.listen);
+        // QEMU made the guest's taps (same names as on the source: each host's data plane moves
+        // them into its own bridge namespace); the guest must have its network when it resumes.
+        if (d.nics.length && this.o.portsPlugged) {
+          await this.o.portsPlugged(d.nics.map((n) => n.id));
+          log.info({ migration: m.id, ports: d.nics.map((n) => n.id) }, 'ports plugged for the incoming guest');
+        }
         return { state: { id: m.id, state: 'prepared', target }, hold: true };
       } catch (e) {
         log.error({ migration: m.id, err: (e as Error).message }, 'preparing the live migration failed');

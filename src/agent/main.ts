@@ -110,6 +110,7 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
       uploadSnapshot: (imageId, path) => client.putSnapshot(imageId, path),
     },
     migrationListen: o.migrationListen,
+    portsPlugged: net ? (ids) => net.waitPlugged(ids, 120_000) : undefined,
   });
 
   let stopping = false;

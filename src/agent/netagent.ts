@@ -86,6 +86,8 @@ export class NetAgent {
   private kicked = false;
   private wake?: () => void;
   private lastReport = '';
+  /** Port → status as the last converge found it (ACTIVE: its tap is plugged, with its rules). */
+  private portStatus: Record<string, string> = {};
   private loops: Promise<void>[] = [];
   private readonly releases: (() => void)[] = [];
   /** Number of converges done (tests). */
@@ -132,6 +134,25 @@ export class NetAgent {
     this.wake?.();
   }
 
+  /**
+   * Resolves once a converge that started after this call found these ports' taps plugged (bridge,
+   * security groups, anti-spoofing): a live migration's destination says it is prepared only then.
+   */
+  async waitPlugged(portIds: string[], timeoutMs: number): Promise<void> {
+    const from = this.converged;
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (this.converged >= from + 2 && portIds.every((id) => this.portStatus[id] === 'ACTIVE')) return;
+      if (this.stopping) throw new Error('the network agent is stopping');
+      if (Date.now() > deadline) {
+        const missing = portIds.filter((id) => this.portStatus[id] !== 'ACTIVE');
+        throw new Error(`the data plane did not plug port(s) ${missing.join(', ')} within ${Math.round(timeoutMs / 1000)} s`);
+      }
+      this.kick();
+      await sleep(300);
+    }
+  }
+
   async stop(): Promise<void> {
     this.stopping = true;
     this.abort.abort();
@@ -154,6 +175,9 @@ export class NetAgent {
         if (d.revision !== this.revision) {
           this.revision = d.revision;
           this.state = d.state;
+          // Report the ports' status again after a change: a port rebound here (live migration)
+          // looks the same to this host, but only now does its report count.
+          this.lastReport = '';
           this.kick();
         }
       } catch (e) {
@@ -185,6 +209,7 @@ export class NetAgent {
     const started = Date.now();
     const report = await this.dp.converge(this.state!);
     this.converged++;
+    this.portStatus = { ...report.ports };
     if (report.changes) this.o.log.info({ changes: report.changes, ms: Date.now() - started, actions: report.actions?.slice(0, 50) }, 'network converged');
     for (const e of report.errors) this.o.log.warn({ err: e }, 'network converge: item not applied');
     const fp = JSON.stringify(report.ports);

@@ -42,6 +42,8 @@ export interface ReconcilerOptions {
   afterConverge?: (id: string) => void;
   /** Where this host listens for incoming live migrations (default 127.0.0.1, ports 49152-49215). */
   migrationListen?: MigrationListen;
+  /** Resolves once the data plane plugged these ports' taps (an incoming live migration waits for it). */
+  portsPlugged?: (portIds: string[]) => Promise<void>;
 }
 
 interface InstanceRecordOnDisk {
@@ -74,7 +76,7 @@ export class Reconciler {
     mkdirSync(o.stateDir, { recursive: true });
     mkdirSync(o.snapshotDir, { recursive: true });
     this.migrations = new MigrationSteps({
-      driver: o.driver, ensureImage: o.ensureImage, log: o.log,
+      driver: o.driver, ensureImage: o.ensureImage, log: o.log, portsPlugged: o.portsPlugged,
       listen: o.migrationListen ?? { host: '127.0.0.1', ports: [49152, 49215] },
       progress: (id, migration) => {
         const rec = this.load(id);

@@ -286,7 +286,6 @@ export class LiveMoves {
       if (!i || i.deleted) throw notFound(`Instance ${instanceId} could not be found.`);
       if (i.host === opts.dest) throw badRequest(`The instance is already on host ${opts.dest}.`);
       if (!(await this.store.getHost(opts.dest, tx))) throw badRequest(`Compute host ${opts.dest} could not be found.`);
-      if (i.nics.length) throw badRequest(`Instance ${instanceId} has NICs: their ports cannot follow a live migration yet.`);
       if (i.task || i.desiredPower === 'shutoff' || i.desiredPower === 'suspended') {
         throw conflict(`Cannot live-migrate instance ${instanceId} while it is ${i.task ? `in task ${i.task.type}` : i.desiredPower}`);
       }

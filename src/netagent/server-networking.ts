@@ -134,6 +134,14 @@ export function serverNetworking(network: NetworkModule): ServerNetworking {
       }));
     },
 
+    async migrating(serverId, dest) {
+      await svc.markMigrating(serverId, dest);
+    },
+
+    async bind(serverId, host) {
+      for (const p of await svc.serverPorts(serverId)) if (p['binding:host_id'] !== host || p._migrating_to) await svc.bindPort(p.id, host);
+    },
+
     async release(serverId) {
       for (const p of await svc.serverPorts(serverId)) {
         const made = (p.tags as string[] | undefined)?.some((t) => /^nic-\d+$/.test(t));

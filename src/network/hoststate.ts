@@ -48,7 +48,9 @@ export async function buildHostState(c: Core, hostId: string): Promise<HostNetwo
   const agents = await c.store.agents();
   state.underlayIp = agents.find((a) => a.host_id === hostId)?.underlay_ip ?? null;
 
-  const ports = (await c.store.find('port', { host_id: hostId })).filter((p) => p.device_owner !== 'network:floatingip');
+  // Ports bound here, and those of guests live-migrating here (plugged before the guest arrives).
+  const migrating = (await c.store.find('port', { migrating_to: hostId })).filter((p) => p['binding:host_id'] !== hostId);
+  const ports = [...await c.store.find('port', { host_id: hostId }), ...migrating].filter((p) => p.device_owner !== 'network:floatingip');
   // External (provider) networks are carried by every agent, ports or not: their segment (the
   // provider namespace) is then always up, for `stratus exec-external` and for floating IPs.
   const external = agents.some((a) => a.host_id === hostId) ? await c.store.find('network', { router_external: true }) : [];
@@ -110,17 +112,20 @@ export async function buildHostState(c: Core, hostId: string): Promise<HostNetwo
   // DHCP here answers the guests of its networks on every host (over VXLAN): all their ports.
   const dhcpNets = state.ports.filter((p) => p.deviceOwner === 'network:dhcp').map((p) => p.networkId);
   state.dhcpReservations = (await c.store.find('port', { network_id: [...new Set(dhcpNets)] }))
-    .filter((p) => p['binding:host_id'] !== hostId && p.device_owner !== 'network:floatingip' && p.fixed_ips.length)
+    .filter((p) => p['binding:host_id'] !== hostId && p._migrating_to !== hostId && p.device_owner !== 'network:floatingip' && p.fixed_ips.length)
     .map((p) => ({ portId: p.id, networkId: p.network_id, macAddress: p.mac_address,
       fixedIps: p.fixed_ips.map((f: FixedIp) => ({ subnetId: f.subnet_id, ipAddress: f.ip_address })) }));
 
-  // VXLAN peers: other agents with bound ports on the VXLAN networks this host carries.
+  // VXLAN peers: other agents with bound ports on the VXLAN networks this host carries (a
+  // live migration's destination too: the guest may resume there before its port is rebound).
   const vxlanIds = state.networks.filter((n) => n.segmentationType === 'vxlan').map((n) => n.id);
   const peers = new Map<string, Set<string>>();
   for (const p of await c.store.find('port', { network_id: vxlanIds })) {
-    const h = p['binding:host_id'];
-    if (!h || h === hostId || p.device_owner === 'network:floatingip') continue;
-    peers.set(h, (peers.get(h) ?? new Set()).add(p.network_id));
+    if (p.device_owner === 'network:floatingip') continue;
+    for (const h of [p['binding:host_id'], p._migrating_to]) {
+      if (!h || h === hostId) continue;
+      peers.set(h, (peers.get(h) ?? new Set()).add(p.network_id));
+    }
   }
   state.vxlanPeers = agents.filter((a) => peers.has(a.host_id) && a.underlay_ip)
     .map((a): VxlanPeer => ({ hostId: a.host_id, underlayIp: a.underlay_ip!, networkIds: [...peers.get(a.host_id)!].sort() }));

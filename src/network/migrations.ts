@@ -96,4 +96,13 @@ const revision: Migration = {
   },
 };
 
-export const networkMigrations: ServiceMigrations = { '0001_init': init, '0002_revision': revision };
+// A port being live-migrated is also plugged on the destination host (its data plane builds the
+// network and plugs the tap before the guest resumes there): indexed, as host states look it up.
+const migratingTo: Migration = {
+  async up(db) {
+    await db.schema.alterTable('network_ports').addColumn('migrating_to', 'text').execute();
+    await db.schema.createIndex('network_ports_migrating_to').on('network_ports').column('migrating_to').execute();
+  },
+};
+
+export const networkMigrations: ServiceMigrations = { '0001_init': init, '0002_revision': revision, '0003_migrating_to': migratingTo };

@@ -251,6 +251,7 @@ export async function updatePort(c: Core, caller: Caller, id: string, body: Reco
 }
 
 export function setBinding(port: Doc, host: string): void {
+  setMigratingTo(port, null);
   port['binding:host_id'] = host;
   port['binding:vif_type'] = host ? 'bridge' : 'unbound';
   port['binding:vif_details'] = host ? { port_filter: true } : {};
@@ -276,4 +277,16 @@ export async function deletePortDoc(c: Core, port: Doc): Promise<void> {
   await c.store.releaseIps(port.id);
   await c.store.setPortSecurityGroups(port.id, []);
   await c.store.delete('port', port.id);
+}
+
+/** A live migration's destination, where the port is plugged too until it is bound there (null: none). */
+export function setMigratingTo(port: Doc, dest: string | null): void {
+  const { migrating_to: _, ...profile } = (port['binding:profile'] ?? {}) as Record<string, unknown>;
+  if (dest) {
+    port._migrating_to = dest;
+    port['binding:profile'] = { ...profile, migrating_to: dest };
+  } else if (port._migrating_to !== undefined || _ !== undefined) {
+    delete port._migrating_to;
+    port['binding:profile'] = profile;
+  }
 }

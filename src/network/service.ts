@@ -241,6 +241,20 @@ export class NetworkService {
 
   unbindPort = (portId: string) => this.bindPort(portId, '');
 
+  /**
+   * Live migration of a server: its ports are plugged on `dest` too (the destination's data plane
+   * builds the network and plugs the tap before the guest resumes there), or no more (null: the
+   * move failed). Shown in binding:profile as Neutron does (`migrating_to`); binding the port to a
+   * host (bindPort, at the switch-over) ends it.
+   */
+  markMigrating = (serverId: string, dest: string | null) => this.run(async (c) => {
+    for (const port of await c.store.find('port', { device_id: serverId })) {
+      if ((port._migrating_to ?? null) === dest) continue;
+      ports.setMigratingTo(port, dest);
+      await c.store.update('port', c.touch(port));
+    }
+  });
+
   /** Detaches a port from its server without deleting it (a port the user brought). */
   detachPort = (portId: string) => this.run(async (c) => {
     const port = await c.store.get('port', portId);

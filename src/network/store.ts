@@ -21,7 +21,9 @@ export const KINDS: Record<Kind, KindInfo> = {
   subnet: { table: 'network_subnets', cols: { network_id: 'network_id', cidr: 'cidr', ip_version: 'ip_version' } },
   port: {
     table: 'network_ports',
-    cols: { network_id: 'network_id', mac_address: 'mac_address', device_id: 'device_id', device_owner: 'device_owner', host_id: 'binding:host_id' },
+    cols: { network_id: 'network_id', mac_address: 'mac_address', device_id: 'device_id', device_owner: 'device_owner', host_id: 'binding:host_id',
+      // Live migration: the destination host also plugs the port (binding:profile.migrating_to, as Neutron shows it).
+      migrating_to: '_migrating_to' },
   },
   router: { table: 'network_routers', cols: {} },
   floatingip: {

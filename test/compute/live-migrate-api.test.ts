@@ -248,3 +248,59 @@ test('server-group anti-affinity keeps a member off the other member\'s host; an
   assert.deepEqual(await allocHosts(two), [from]);
   assert.equal((await api(tc.url, 'DELETE', `${V}/servers/${two}`, { token: admin })).status, 204);
 });
+
+test('a server with a port: the destination plumbs it while the move runs, the binding follows at the switch-over, an abort drops it', async () => {
+  const net = tc.cloud.network.service;
+  for (const [h, ip] of [['lmf-a', '172.16.251.1'], ['lmf-b', '172.16.251.2']] as const) await net.registerHost(h, ip);
+  const n = await api(tc.url, 'POST', '/network/v2.0/networks', { token: admin, body: { network: { name: 'lm-net' } } });
+  assert.equal(n.status, 201, n.text);
+  const sub = await api(tc.url, 'POST', '/network/v2.0/subnets', { token: admin, body: { subnet: { network_id: n.body.network.id, cidr: '10.92.0.0/24', ip_version: 4 } } });
+  assert.equal(sub.status, 201, sub.text);
+  const id = await boot('wired', { networks: [{ uuid: n.body.network.id }] });
+  const port = async () => (await api(tc.url, 'GET', `/network/v2.0/ports?device_id=${id}`, { token: admin })).body.ports[0];
+  const from = (await show(id))['OS-EXT-SRV-ATTR:host'] as string;
+  const to = from === 'lmf-a' ? 'lmf-b' : 'lmf-a';
+  const dest = agents.find((x) => x.host === to)!;
+  const p0 = await port();
+  assert.equal(p0['binding:host_id'], from);
+  const inState = async (h: string) => (await net.hostNetworkState(h)).ports.some((p) => p.id === p0.id);
+  const peersOf = async (h: string) => (await net.hostNetworkState(h)).vxlanPeers.map((x) => x.hostId);
+  assert.equal(await inState(to), false);
+
+  // While the destination prepares, the port is on both hosts (the tunnel between them too).
+  const go = async () => assert.equal((await action(id, { host: to, block_migration: 'auto' }, '2.30')).status, 202);
+  const marked = async () => { const p = await port(); return p['binding:profile']?.migrating_to === to ? p : undefined; };
+  dest.paused = true;
+  await go();
+  const p1 = await until('port marked as migrating', marked, 30_000);
+  assert.equal(p1['binding:host_id'], from, 'still bound to the source');
+  assert.ok(await inState(to), 'the destination plugs it');
+  assert.ok(await inState(from), 'the source keeps it');
+  assert.ok((await peersOf(from)).includes(to), 'the source floods to the destination');
+  assert.ok((await peersOf(to)).includes(from));
+
+  // Abort: the mark goes, the destination drops the port.
+  const running = (await api(tc.url, 'GET', `${V}/servers/${id}/migrations`, { token: admin, headers: mv('2.24') })).body.migrations[0];
+  assert.equal((await api(tc.url, 'DELETE', `${V}/servers/${id}/migrations/${running.id}`, { token: admin, headers: mv('2.24') })).status, 202);
+  dest.paused = false;
+  assert.equal((await settled(id))['OS-EXT-SRV-ATTR:host'], from);
+  assert.equal((await records(id))[0].status, 'cancelled');
+  const p2 = await port();
+  assert.equal(p2['binding:host_id'], from);
+  assert.equal(p2['binding:profile']?.migrating_to, undefined, JSON.stringify(p2['binding:profile']));
+  assert.equal(await inState(to), false);
+
+  // For real: bound to the destination after the switch-over, gone from the source's state.
+  await go();
+  const s = await settled(id);
+  assert.equal(s['OS-EXT-SRV-ATTR:host'], to);
+  assert.equal((await records(id))[0].status, 'completed');
+  const p3 = await port();
+  assert.equal(p3['binding:host_id'], to);
+  assert.equal(p3['binding:profile']?.migrating_to, undefined);
+  assert.deepEqual(p3.fixed_ips, p0.fixed_ips, 'same address');
+  assert.equal(p3.mac_address, p0.mac_address);
+  assert.ok(await inState(to));
+  assert.equal(await inState(from), false, 'the source unplugs it');
+  assert.equal((await api(tc.url, 'DELETE', `${V}/servers/${id}`, { token: admin })).status, 204);
+});

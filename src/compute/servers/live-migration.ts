@@ -58,10 +58,6 @@ export class LiveMigrationOps {
       throw conflict(`Cannot 'os-migrateLive' instance ${id} while it is in power state ${inst?.desiredPower ?? 'unknown'}: only running or paused servers move live.`);
     }
     if (!this.d.instances.moves) throw badRequest('Live migration is not available in this deployment.');
-    if (s.request.nics?.length || (await this.d.instances.getNics?.(id))?.length) {
-      // Moving a port's binding without an outage needs Neutron's multiple bindings, not written yet.
-      throw badRequest(`Instance ${id} has network interfaces: Stratus does not live-migrate servers with ports yet (detach them, or use cold migration).`);
-    }
     const nodes = await this.d.hosts.list();
     if (r.host !== null) {
       const n = nodes.find((h) => h.name === r.host);
@@ -134,8 +130,11 @@ export async function liveMigrationStep(d: ReconcilerDeps & { migrations: Migrat
   const m = await d.migrations.get(t.migrationId);
   const log = d.log.child({ server: s.id, migration: t.migrationId });
 
+  const net = d.network?.();
   const finish = async (result: 'Success' | 'Error', status: 'completed' | 'failed' | 'cancelled' | 'error', error?: string) => {
     if (result === 'Error') {
+      // The ports stay bound to the source only (the destination unplugs them).
+      await net?.migrating?.(s.id, null);
       // The server never left its host: the destination's claim goes, the source's comes back
       // (when the migration holds nothing, the server still holds its source: nothing to undo).
       const held = await d.placement.getAllocations(t.migrationId);
@@ -180,6 +179,9 @@ export async function liveMigrationStep(d: ReconcilerDeps & { migrations: Migrat
     if ((await d.migrations.get(t.migrationId))?.status === 'cancelled') return finish('Error', 'cancelled', 'aborted by request');
     const cur = await moves.get(s.id);
     if (!cur || cur.migrationId !== t.migrationId) {
+      // The destination plugs the server's ports too (network, tap, security groups) before it
+      // says it is prepared: the guest has its network the moment it resumes there.
+      await net?.migrating?.(s.id, t.dest);
       try {
         await moves.start(s.id, { migrationId: t.migrationId, dest: t.dest });
       } catch (e) {
@@ -205,7 +207,8 @@ export async function liveMigrationStep(d: ReconcilerDeps & { migrations: Migrat
     return;
   }
   if ((mv.phase === 'finishing' || mv.phase === 'done') && s.host !== mv.dest) {
-    // The guest runs on the destination now.
+    // The guest runs on the destination now: so do its ports (the source unplugs them).
+    await net?.bind?.(s.id, mv.dest);
     s.host = mv.dest;
     s.availabilityZone = (await d.aggregates.zoneMap([mv.dest])).get(mv.dest) ?? null;
     await save();

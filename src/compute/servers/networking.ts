@@ -42,6 +42,12 @@ export interface ServerNetworking {
   addresses(serverId: string): Promise<Record<string, unknown[]>>;
   /** The same for many servers at once (list views): server id → addresses; servers without ports are absent. */
   addressesOf(serverIds: string[]): Promise<Map<string, Record<string, unknown[]>>>;
+  /**
+   * Live migration: the server's ports are plugged on `dest` too until the switch-over (null: no
+   * more, the move failed); `bind` then binds them to the host the guest runs on.
+   */
+  migrating?(serverId: string, dest: string | null): Promise<void>;
+  bind?(serverId: string, host: string): Promise<void>;
   /** OpenStack network_data.json of the server's ports (config drive; the metadata service serves the same). */
   networkData?(serverId: string): Promise<Record<string, unknown>>;
 }
