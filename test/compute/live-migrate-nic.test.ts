@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { startTestCloud, type TestCloud } from '../helpers/cloud.js';
-import { TEST_IMAGE, testAgent, until, type TestAgent } from '../helpers/agent.js';
+import { cleanupAll, TEST_IMAGE, testAgent, until, type TestAgent } from '../helpers/agent.js';
 import { sh } from '../helpers/guests.js';
 import { tapNameFor } from '../../src/agent/dataplane/model.js';
 import { readLayout } from '../../src/agent/netagent.js';
@@ -35,13 +35,7 @@ before(async () => {
   await until('network agent one', () => h1!.log().includes('network agent registered'), 60_000);
 });
 
-after(async () => {
-  // Each host is cleaned even when the other's clean-up fails; the last one removes the underlay.
-  const errors: unknown[] = [];
-  for (const h of [h2, h1]) await h?.cleanup().catch((e: unknown) => errors.push(e));
-  await tc?.stop();
-  if (errors.length) throw errors[0];
-});
+after(() => cleanupAll([h2, h1], tc));
 
 const inNs = (ns: string, cmd: string[]) => sh('ip', ['netns', 'exec', ns, ...cmd]);
 const brLinks = async (h: TestAgent) => (await sh('ip', ['-n', `${readLayout(h.dataDir).prefix}br`, '-o', 'link', 'show'])).stdout;

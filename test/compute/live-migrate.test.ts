@@ -9,7 +9,7 @@ import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { api, startTestCloud, type TestCloud } from '../helpers/cloud.js';
 import { issue } from '../identity/helpers.js';
-import { TEST_IMAGE, testAgent, until, type TestAgent } from '../helpers/agent.js';
+import { cleanupAll, TEST_IMAGE, testAgent, until, type TestAgent } from '../helpers/agent.js';
 
 let tc: TestCloud;
 let a: TestAgent | undefined;
@@ -39,11 +39,7 @@ before(async () => {
   b = testAgent(tc, { host: 'lm-two', dataDir: join(tc.dataDir, 'hosts', 'lm-two'), args: ['--migration-ports', '49300-49310'] });
   await a.start();
 });
-after(async () => {
-  await a?.cleanup();
-  await b?.cleanup();
-  await tc?.stop();
-});
+after(() => cleanupAll([a, b], tc));
 
 test('with one host there is nowhere to go: a clear 400', { skip: !haveImage && `${TEST_IMAGE} missing`, timeout: 600_000 }, async () => {
   const ud = join(tc.dataDir, 'ticker.sh');

@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { startTestCloud, type TestCloud } from '../helpers/cloud.js';
-import { guestPids, TEST_IMAGE, testAgent, until, type TestAgent } from '../helpers/agent.js';
+import { cleanupAll, guestPids, TEST_IMAGE, testAgent, until, type TestAgent } from '../helpers/agent.js';
 
 let tc: TestCloud;
 const agents: TestAgent[] = [];
@@ -23,10 +23,7 @@ before(async () => {
   agents.push(testAgent(tc, { host: 'mig-a', dataDir: join(tc.dataDir, 'ha') }), testAgent(tc, { host: 'mig-b', dataDir: join(tc.dataDir, 'hb') }));
   await Promise.all(agents.map((a) => a.start()));
 });
-after(async () => {
-  for (const a of agents) await a.cleanup();
-  await tc?.stop();
-});
+after(() => cleanupAll(agents, tc));
 
 const agentOf = (host: string) => agents.find((a) => a.host === host)!;
 const other = (host: string) => agents.find((a) => a.host !== host)!;

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startTestCloud, type TestCloud } from '../helpers/cloud.js';
-import { guestPids, testAgent, TEST_IMAGE, until, type TestAgent } from '../helpers/agent.js';
+import { cleanupAll, guestPids, testAgent, TEST_IMAGE, until, type TestAgent } from '../helpers/agent.js';
 import { bootGuest, consoleOf, sh, stratus, type Guest } from '../helpers/guests.js';
 import { parseGuestMarkers } from '../../src/agent/guest-image/markers.js';
 import { tapNameFor } from '../../src/agent/dataplane/model.js';
@@ -46,14 +46,7 @@ before(async () => {
   await sh('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key()]);
 });
 
-after(async () => {
-  // Each host is cleaned even when the other's clean-up fails (guests, namespaces, cgroups); one
-  // after the other, so the last one sees the shared underlay unused and removes it.
-  const errors: unknown[] = [];
-  for (const h of [h2, h1]) await h?.cleanup().catch((e: unknown) => errors.push(e));
-  await tc?.stop();
-  if (errors.length) throw errors[0];
-});
+after(() => cleanupAll([h2, h1], tc));
 
 test('two hosts over VXLAN: API fixed IPs, ping across at MTU 1450; another tenant on the same CIDR reaches neither guest', async () => {
   const as = { as: 'demo' as const };

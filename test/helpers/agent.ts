@@ -134,3 +134,15 @@ export async function until<T>(what: string, fn: () => Promise<T | undefined | n
     await new Promise((r) => setTimeout(r, 200));
   }
 }
+
+/**
+ * after(): cleans every agent (guests, namespaces, cgroups) even when another's clean-up fails,
+ * one after the other in the order given (the last sees a shared underlay unused and removes
+ * it), then stops the cloud; rethrows the first failure.
+ */
+export async function cleanupAll(agents: Array<TestAgent | undefined>, tc?: TestCloud): Promise<void> {
+  const errors: unknown[] = [];
+  for (const a of agents) await a?.cleanup().catch((e: unknown) => errors.push(e));
+  await tc?.stop().catch((e: unknown) => errors.push(e));
+  if (errors.length) throw errors[0];
+}
