@@ -16,9 +16,7 @@ export function serverNetworking(network: NetworkModule): ServerNetworking {
   // Nova's `addresses` for many servers in a fixed number of queries (ports, networks, floating IPs).
   const addressesOf = async (serverIds: string[]): Promise<Map<string, Record<string, unknown[]>>> => {
     const out = new Map<string, Record<string, unknown[]>>();
-    const ports: Doc[] = [];
-    for (let i = 0; i < serverIds.length; i += 500) ports.push(...await store.find('port', { device_id: serverIds.slice(i, i + 500) }));
-    const own = ports.filter((p) => String(p.device_owner).startsWith('compute:'));
+    const own = await serverPorts(serverIds);
     if (!own.length) return out;
     const nets = new Map((await store.find('network', { id: [...new Set(own.map((p) => p.network_id as string))] })).map((n) => [n.id, n]));
     const fips = new Map<string, Doc[]>();
@@ -44,7 +42,28 @@ export function serverNetworking(network: NetworkModule): ServerNetworking {
     return out;
   };
 
+  // The servers' own ports (compute:*), in chunks of 500 ids.
+  const serverPorts = async (serverIds: string[]): Promise<Doc[]> => {
+    const ports: Doc[] = [];
+    for (let i = 0; i < serverIds.length; i += 500) ports.push(...await store.find('port', { device_id: serverIds.slice(i, i + 500) }));
+    return ports.filter((p) => String(p.device_owner).startsWith('compute:'));
+  };
+
+  const securityGroupsOf = async (serverIds: string[]): Promise<Map<string, string[]>> => {
+    const own = await serverPorts(serverIds);
+    const ids = [...new Set(own.flatMap((p) => (p.security_groups as string[] | undefined) ?? []))];
+    const names = new Map((ids.length ? await store.find('security_group', { id: ids }) : []).map((g) => [g.id, String(g.name)]));
+    const out = new Map<string, Set<string>>();
+    for (const p of own) {
+      const set = out.get(String(p.device_id)) ?? new Set<string>();
+      for (const g of (p.security_groups as string[] | undefined) ?? []) set.add(names.get(g) ?? g);
+      out.set(String(p.device_id), set);
+    }
+    return new Map([...out].map(([id, set]) => [id, [...set].sort()]));
+  };
+
   return {
+    securityGroupsOf,
     networkData: (serverId) => networkDataOf(network, serverId),
     async resolve(projectId, networks, securityGroups) {
       for (const g of securityGroups ?? []) await svc.resolveSecurityGroup(projectId, g).catch(() => { throw badRequest(`Security group ${g} not found for project ${projectId}.`); });

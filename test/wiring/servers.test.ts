@@ -52,8 +52,18 @@ test('server create --network / auto make bound ports; add/remove security group
   const web = await tc.openstackJson(['security', 'group', 'create', 'web'], as);
   assert.equal((await tc.openstack(['server', 'add', 'security', 'group', 's1', 'web'], as)).code, 0);
   assert.ok((await tc.openstackJson(['port', 'show', port.id], as)).security_group_ids.includes(web.id));
+  // The server shows them too (Nova's `security_groups`, names of its ports' groups), in show and detail.
+  const demoToken = (await issue(tc, 'demo', tc.demoPassword)).token;
+  const sgNames = async (path: string) => {
+    const b = (await api(tc.url, 'GET', `/compute/v2.1${path}`, { token: demoToken })).body;
+    const server = b.server ?? (b.servers as Array<{ id: string }>).find((x) => x.id === s1.id);
+    return (server.security_groups as Array<{ name: string }>).map((g) => g.name);
+  };
+  assert.deepEqual(await sgNames(`/servers/${s1.id}`), ['default', 'web']);
+  assert.deepEqual(await sgNames('/servers/detail'), ['default', 'web']);
   assert.equal((await tc.openstack(['server', 'remove', 'security', 'group', 's1', 'web'], as)).code, 0);
   assert.ok(!(await tc.openstackJson(['port', 'show', port.id], as)).security_group_ids.includes(web.id));
+  assert.deepEqual(await sgNames(`/servers/${s1.id}`), ['default']);
 
   // Floating IP through the CLI (it goes through the network API by the server's port).
   const fip = (await tc.openstackJson(['floating', 'ip', 'create', 'public'], as)).floating_ip_address;

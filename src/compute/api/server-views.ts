@@ -58,7 +58,7 @@ export function serverBrief(deps: RouteDeps, s: ServerRecord) {
 }
 
 export function serverView(deps: RouteDeps, req: FastifyRequest, s: ServerRecord, inst: ServerRuntime | undefined,
-  opts: { admin: boolean; hostUp?: boolean; groups?: string[]; addresses?: Record<string, unknown[]> }) {
+  opts: { admin: boolean; hostUp?: boolean; groups?: string[]; addresses?: Record<string, unknown[]>; securityGroups?: string[] }) {
   const vm = vmStateOf(s, inst);
   const task = taskStateOf(s, inst);
   const status = statusOf(vm, task);
@@ -76,6 +76,8 @@ export function serverView(deps: RouteDeps, req: FastifyRequest, s: ServerRecord
     'OS-SRV-USG:launched_at': novaTime(s.launchedAt), 'OS-SRV-USG:terminated_at': novaTime(s.terminatedAt),
     'OS-EXT-STS:task_state': task, 'OS-EXT-STS:vm_state': vm, 'OS-EXT-STS:power_state': POWER[inst?.powerState ?? ''] ?? 0,
     'os-extended-volumes:volumes_attached': [],
+    // As Nova with Neutron: the names of the groups on the server's ports (absent without ports).
+    ...(opts.securityGroups?.length ? { security_groups: opts.securityGroups.map((name) => ({ name })) } : {}),
   };
   if (s.fault && (vm === 'error' || vm === 'deleted' || s.fault)) {
     v.fault = { code: s.fault.code, created: iso(s.fault.created), message: s.fault.message,

@@ -90,9 +90,11 @@ export async function renderServers(d: ServerRouteDeps, req: FastifyRequest, ser
   const net = d.network?.();
   const live = servers.filter((s) => !s.deleted).map((s) => s.id);
   const addresses = net && live.length ? await net.addressesOf(live) : undefined;
+  const securityGroups = net?.securityGroupsOf && live.length ? await net.securityGroupsOf(live) : undefined;
   return servers.map((s) => serverView(d, req, s, runtime.get(s.id), {
     admin: c.admin, hostUp: s.host ? nodes?.get(s.host) : undefined, groups: groups.get(s.id) ?? [],
     addresses: s.deleted ? {} : addresses && (addresses.get(s.id) ?? {}),
+    securityGroups: s.deleted ? undefined : securityGroups?.get(s.id),
   }));
 }
 

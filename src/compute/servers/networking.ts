@@ -42,6 +42,8 @@ export interface ServerNetworking {
   addresses(serverId: string): Promise<Record<string, unknown[]>>;
   /** The same for many servers at once (list views): server id → addresses; servers without ports are absent. */
   addressesOf(serverIds: string[]): Promise<Map<string, Record<string, unknown[]>>>;
+  /** Nova's `security_groups` of many servers: server id → the names of the groups on its ports. */
+  securityGroupsOf?(serverIds: string[]): Promise<Map<string, string[]>>;
   /**
    * Live migration: the server's ports are plugged on `dest` too until the switch-over (null: no
    * more, the move failed); `bind` then binds them to the host the guest runs on.
