@@ -15,6 +15,7 @@ import { AgentCalls } from './calls.js';
 import { InstanceMoves, peerDesired } from './moves.js';
 import { DiskTransfers } from './transfers.js';
 import { LiveMoves } from './instance-moves.js';
+import { applyReport } from './agent-reports.js';
 
 export interface CreateInstanceInput {
   id?: string;
@@ -317,76 +318,11 @@ export class ComputeService {
     }
   }
 
-  /** Applies an agent's observations. A guest that stopped on its own (crash, poweroff inside) stays stopped, as in Nova. */
+  /** Applies an agent's observations (agent-reports.ts), then wakes whoever waits on them. */
   async report(host: string, observed: ObservedInstance[]): Promise<void> {
+    const deps = { store: this.store, moves: this.moves, coldMoves: this.coldMoves, log: this.log };
     for (const o of observed) {
-      let removed = false;
-      let bumped = false;
-      const wake: string[] = [];
-      const rec = await this.store.db.transaction().execute(async (tx) => {
-        await this.moves.lock(tx, o.id);
-        const i = await this.store.getInstanceForUpdate(o.id, tx);
-        const move = await this.moves.observe(tx, host, o, i);
-        if (move) {
-          wake.push(...move.bump);
-          for (const h of new Set(move.bump)) await this.store.bumpRevision(h, tx);
-          if (move.instance) { move.instance.updatedAt = nowIso(); await this.store.updateInstance(move.instance, tx); }
-          if (move.consumed) return move.instance;
-        }
-        if (!i) return undefined;
-        if (i.host !== host) {
-          // The copy a cold move left on this host.
-          if (i.peer?.host !== host || !this.coldMoves.applyPeerReport(i, o)) return undefined;
-          i.updatedAt = nowIso();
-          await this.store.updateInstance(i, tx);
-          return i;
-        }
-        if (o.powerState === 'deleted') {
-          if (!i.deleted) return undefined; // a stale report from before a re-create cannot delete
-          if (i.peer) {
-            // Deleted here, still to be deleted on the peer's host: that report removes the row.
-            i.host = i.peer.host;
-            i.generation = i.peer.generation;
-            i.peer = null;
-            i.updatedAt = nowIso();
-            await this.store.updateInstance(i, tx);
-            await this.store.bumpRevision(i.host, tx);
-            bumped = true;
-            return i;
-          }
-          await this.store.removeInstance(i.id, tx);
-          removed = true;
-          return i;
-        }
-        const now = nowIso();
-        i.powerState = o.powerState;
-        i.pid = o.pid ?? null;
-        i.diskBytes = o.diskBytes ?? i.diskBytes;
-        i.busy = !!o.busy;
-        i.observedGeneration = Math.max(i.observedGeneration, o.observedGeneration);
-        i.observedAt = now;
-        if (o.fault !== undefined) i.fault = o.fault;
-        if (o.event) i.lastEvent = o.event;
-        if (o.taskResult && i.task?.id === o.taskResult.taskId) {
-          i.lastTaskResult = { ...o.taskResult, type: i.task.type };
-          i.task = null;
-        }
-        if (i.observedGeneration >= i.generation && !i.task) i.taskState = null;
-        // A failed request (fault) is not drift: the user sees the fault and asks again.
-        const settled = i.observedGeneration >= i.generation && !o.busy && !i.deleted && !i.fault;
-        if (settled && (o.powerState === 'shutdown' || o.powerState === 'crashed') && i.desiredPower !== 'shutoff') {
-          this.log.warn({ instance: i.id, host, powerState: o.powerState }, 'guest stopped on its own; recording it as shut off');
-          i.desiredPower = 'shutoff';
-          i.generation += 1;
-          i.lastEvent = o.powerState === 'crashed' ? 'crashed' : 'stopped-unexpectedly';
-          i.taskState = 'powering-off';
-          bumped = true;
-        }
-        i.updatedAt = now;
-        await this.store.updateInstance(i, tx);
-        if (bumped) await this.store.bumpRevision(host, tx);
-        return i;
-      });
+      const { rec, removed, bumped, wake } = await applyReport(deps, host, o);
       for (const h of new Set(wake)) this.events.emit(`host:${h}`);
       if (!rec) continue;
       if (removed) this.log.info({ instance: rec.id, host }, 'instance deleted from its host');
