@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FileImageSource } from '../../src/compute/images.js';
+import { MigrationService } from '../../src/compute/migrations/service.js';
 import { api, startTestCloud, type TestCloud } from '../helpers/cloud.js';
 import { issue } from '../identity/helpers.js';
 import { fakeHost, type FakeHost } from './fake-agent.js';
@@ -256,4 +257,15 @@ test('agent API for moved disks and snapshots: token, unexpected uploads, nothin
   const get = await fetch(`${base}/instances/x/disk`, { headers: { Authorization: `Bearer ${token}` } });
   assert.equal(get.status, 404);
   assert.equal(tc.cloud.compute.service.transfers.has(mid), false);
+});
+
+test('a cancelled migration stays cancelled: a late progress update cannot revive it', async () => {
+  const svc = new MigrationService(tc.cloud.db.kysely);
+  const m = await svc.create({ instanceUuid: '00000000-0000-4000-8000-00000000c0de', migrationType: 'live-migration', status: 'queued',
+    sourceCompute: 'x', oldFlavorId: '1', newFlavorId: '1', projectId: 'p', userId: 'u' });
+  assert.equal((await svc.update(m.uuid, { status: 'cancelled', error: 'aborted by request' }))?.status, 'cancelled');
+  // A reconciler that read the record before the abort mirrors the agents' progress.
+  const after = await svc.update(m.uuid, { status: 'preparing', memoryTotalBytes: 5 });
+  assert.equal(after?.status, 'cancelled');
+  assert.equal((await svc.update(m.uuid, { status: 'error' }))?.status, 'error', 'finished statuses still apply');
 });

@@ -139,7 +139,11 @@ export class MigrationService {
   async update(uuid: string, patch: MigrationPatch, tx: Db = this.db): Promise<MigrationRecord | undefined> {
     const set: Record<string, unknown> = { updated_at: nowIso() };
     for (const [k, v] of Object.entries(patch)) if (v !== undefined) set[COLUMNS[k as keyof MigrationPatch]] = v;
-    await tx.updateTable('compute_migrations').set(set).where('uuid', '=', uuid).execute();
+    let q = tx.updateTable('compute_migrations').set(set).where('uuid', '=', uuid);
+    // A cancelled migration stays cancelled: a progress update read before the abort (another
+    // request, another controller) must not bring it back to life.
+    if (patch.status !== undefined && !FINISHED_STATUSES.includes(patch.status)) q = q.where('status', '!=', 'cancelled');
+    await q.execute();
     return this.get(uuid, tx);
   }
 
